@@ -1,0 +1,1 @@
+"""dynod: a self-hosted Heroku runtime."""

@@ -1,0 +1,99 @@
+"""dynod's settings: embedded defaults, ``/etc/dynod/dynod.toml``, then flags.
+
+Every name a daemon gives a kernel object (cgroups, bridge, veths, firewall
+chains) derives from :attr:`Config.instance`, and every path from ``state_dir``
+and ``run_dir``, so several daemons can run side by side on one host.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from dynod.errors import UserInputError
+
+DEFAULT_CONFIG_FILE = Path("/etc/dynod/dynod.toml")
+_INSTANCE_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
+
+
+@dataclass(frozen=True)
+class Config:
+    state_dir: Path = Path("/var/lib/dynod")
+    run_dir: Path = Path("/run/dynod")
+    http_port: int = 80
+    https_port: int = 443
+    # Extra TCP listener for the JSON API ("127.0.0.1:5000"), or None.
+    api_listen: str | None = None
+    dyno_subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("10.217.0.0/16")
+    # Prefix of every kernel object this daemon owns.  Short, because Linux
+    # interface names hold 15 characters and veth names add a suffix.
+    instance: str = "dynod"
+    # Apps answer on NAME.<router_domain>.
+    router_domain: str = "localhost"
+    router_workers: int = 1
+    # Where the router listens; loopback by default on test hosts.
+    router_bind: str = "0.0.0.0"
+    log_level: str = "info"
+    # Per-app log history kept on disk.
+    log_history_bytes: int = 64 * 1024 * 1024
+    build_memory_bytes: int = 2048 * 1024 * 1024
+    build_timeout: float = 25 * 60
+    slug_max_bytes: int = 1024 * 1024 * 1024
+    # Host uids (and gids) handed to apps: app N runs as uid_base + N.
+    uid_base: int = 200000
+    # The host's /usr snapshot and filtered /etc live here; shared by daemons
+    # that name the same directory.
+    stack_dir: Path | None = None
+    buildpacks_dir: Path | None = None
+
+    @property
+    def api_socket(self) -> Path:
+        return self.run_dir / "api.sock"
+
+    @property
+    def stacks_dir(self) -> Path:
+        return self.stack_dir or self.state_dir / "stacks"
+
+    def validate(self) -> Config:
+        if not _INSTANCE_RE.match(self.instance):
+            raise UserInputError(
+                f"Instance name {self.instance!r} is invalid: use 1-8 lowercase "
+                "letters and digits, starting with a letter."
+            )
+        if self.dyno_subnet.prefixlen > 28:
+            raise UserInputError(
+                f"Dyno subnet {self.dyno_subnet} is too small: use a /28 or larger."
+            )
+        return self
+
+
+def _coerce(name: str, value: Any) -> Any:
+    if name in {"state_dir", "run_dir", "stack_dir", "buildpacks_dir"}:
+        return None if value is None else Path(value)
+    if name == "dyno_subnet":
+        return ipaddress.IPv4Network(value)
+    return value
+
+
+def load(path: Path | None = None, **overrides: Any) -> Config:
+    """Defaults, then the TOML file (if it exists), then non-None overrides."""
+    values: dict[str, Any] = {}
+    config_path = path or DEFAULT_CONFIG_FILE
+    if config_path.exists():
+        with config_path.open("rb") as f:
+            values.update(tomllib.load(f))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in fields(Config)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise UserInputError(
+            f"Unknown setting(s) {', '.join(unknown)} in {config_path}: "
+            f"known settings are {', '.join(sorted(known))}."
+        )
+    return replace(
+        Config(), **{k: _coerce(k, v) for k, v in values.items()}
+    ).validate()

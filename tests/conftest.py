@@ -1,0 +1,77 @@
+"""Shared test plumbing: per-run names, the root requirement, and the leak check.
+
+Every kernel object a test makes carries an instance name from
+:func:`new_instance` (``dt`` + 5 hex digits).  At the end of the session the leak
+check looks for anything still carrying such a name (cgroups, links, mounts,
+network namespaces, firewall chains, processes) and fails the run if it finds
+one, so a test that does not clean up cannot pass unnoticed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import subprocess
+from pathlib import Path
+
+import pytest
+
+TEST_INSTANCE_RE = re.compile(r"dt[0-9a-f]{5}")
+
+
+def new_instance() -> str:
+    """A fresh instance name for one test daemon or agent."""
+    return "dt" + secrets.token_hex(3)[:5]
+
+
+def _leaks() -> list[str]:
+    found: list[str] = []
+    for root, dirs, _ in os.walk("/sys/fs/cgroup"):
+        for d in dirs:
+            if TEST_INSTANCE_RE.fullmatch(d):
+                found.append(f"cgroup {root}/{d}")
+        # Test cgroups sit directly under each controller root.
+        if root.count("/") >= 5:
+            dirs.clear()
+    links = subprocess.run(
+        ["ip", "-o", "link"], capture_output=True, text=True, check=False
+    ).stdout
+    found += [f"link {m}" for m in TEST_INSTANCE_RE.findall(links)]
+    netns = subprocess.run(
+        ["ip", "netns", "list"], capture_output=True, text=True, check=False
+    ).stdout
+    found += [f"netns {m}" for m in TEST_INSTANCE_RE.findall(netns)]
+    mounts = Path("/proc/self/mountinfo").read_text()
+    found += [f"mount {m}" for m in TEST_INSTANCE_RE.findall(mounts)]
+    for table in ("filter", "nat"):
+        rules = subprocess.run(
+            ["iptables", "-t", table, "-S"], capture_output=True, text=True, check=False
+        ).stdout
+        found += [f"iptables {table} {m}" for m in TEST_INSTANCE_RE.findall(rules)]
+    ps = subprocess.run(
+        ["ps", "-eo", "pid=,args="], capture_output=True, text=True, check=False
+    ).stdout
+    for line in ps.splitlines():
+        if TEST_INSTANCE_RE.search(line) and str(os.getpid()) not in line.split()[:1]:
+            found.append(f"process {line.strip()}")
+    return sorted(set(found))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def leak_check() -> object:
+    before = set(_leaks()) if os.geteuid() == 0 else set()
+    yield
+    if os.geteuid() != 0:
+        return
+    left = [x for x in _leaks() if x not in before]
+    assert not left, "Tests left kernel objects behind:\n  " + "\n  ".join(left)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if os.geteuid() == 0:
+        return
+    skip = pytest.mark.skip(reason="needs root and the real kernel")
+    for item in items:
+        if "integration" in item.keywords:
+            item.add_marker(skip)
