@@ -75,3 +75,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "integration" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def instance() -> str:
+    """A fresh instance name (``dt`` + 5 hex digits) for one test."""
+    return new_instance()

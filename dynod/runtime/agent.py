@@ -84,6 +84,12 @@ class Agent(Protocol):
         listener's ``on_exit`` has been called by then.  Unknown ids are a no-op.
         """
 
+    async def wait(self, dyno_id: str) -> DynoExit:
+        """Return once the dyno has exited (at once if it already has).
+
+        Raises :class:`dynod.errors.NotFound` for an id the agent never had.
+        """
+
     async def kill(self, dyno_id: str) -> None:
         """SIGKILL every process of the dyno at once."""
 
