@@ -1,0 +1,1 @@
+"""dynod's JSON API, shaped like the Heroku Platform API v3."""

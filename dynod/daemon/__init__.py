@@ -1,0 +1,1 @@
+"""The ``dynod`` command: the daemon and its maintenance subcommands."""

@@ -1,0 +1,147 @@
+"""Runs the router processes and collects their request log lines.
+
+The router is its own process group, started in its own session so it keeps
+serving while dynod restarts; a new dynod finds it by its pid file and adopts it
+instead of starting another.  Request log lines come back as datagrams on
+``<run_dir>/logs.sock`` (``APP\\nLINE``); when dynod is down the router drops
+them rather than wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import structlog
+
+from dynod.config import Config
+
+log = structlog.get_logger("dynod.router.supervisor")
+
+# How often dynod checks that the router is still alive.
+CHECK_INTERVAL = 1.0
+
+
+def router_pid(run_dir: Path, instance: str) -> int | None:
+    """The pid of this instance's running router, if there is one."""
+    try:
+        pid = int((run_dir / "router.pid").read_text())
+        cmdline = psutil.Process(pid).cmdline()
+    except (OSError, ValueError, psutil.Error):
+        return None
+    if "dynod.router" in cmdline and instance in cmdline:
+        return pid
+    return None
+
+
+class RouterSupervisor:
+    def __init__(self, config: Config, on_line: Callable[[str, str], None]) -> None:
+        self.config = config
+        self.on_line = on_line
+        self._sock: socket.socket | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        # Listen for log lines first, so the router's first requests are logged.
+        path = self.config.run_dir / "logs.sock"
+        path.unlink(missing_ok=True)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(str(path))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+        sock.setblocking(False)
+        self._sock = sock
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
+
+        if router_pid(self.config.run_dir, self.config.instance) is None:
+            self._spawn()
+        else:
+            log.info("adopted running router")
+        self._task = asyncio.ensure_future(self._watch())
+
+    def _spawn(self) -> None:
+        c = self.config
+        argv = [
+            sys.executable,
+            "-m",
+            "dynod.router",
+            "--instance",
+            c.instance,
+            "--run-dir",
+            str(c.run_dir),
+            "--bind",
+            c.router_bind,
+            "--http-port",
+            str(c.http_port),
+            "--workers",
+            str(c.router_workers),
+        ]
+        # Its own session: a signal to dynod's process group leaves it running.
+        subprocess.Popen(
+            argv,
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            close_fds=True,
+        )
+        log.info("started router", port=c.http_port, workers=c.router_workers)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(CHECK_INTERVAL)
+            # Reap a router we started that has exited, then start a new one.
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(-1, os.WNOHANG)
+            if router_pid(self.config.run_dir, self.config.instance) is None:
+                log.warning("router is not running; starting it again")
+                self._spawn()
+                await asyncio.sleep(CHECK_INTERVAL)
+
+    def _readable(self) -> None:
+        assert self._sock is not None
+        for _ in range(1000):
+            try:
+                data = self._sock.recv(65536)
+            except BlockingIOError:
+                return
+            app, _, line = data.decode("utf-8", "replace").partition("\n")
+            if line:
+                self.on_line(app, line)
+
+    async def close(self) -> None:
+        """Stop listening; the router keeps serving for the next daemon."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._sock is not None:
+            asyncio.get_running_loop().remove_reader(self._sock.fileno())
+            self._sock.close()
+
+
+def stop_router(run_dir: Path, instance: str, timeout: float = 15.0) -> None:
+    """SIGTERM the instance's router and wait for it to go (SIGKILL after timeout)."""
+    pid = router_pid(run_dir, instance)
+    if pid is None:
+        return
+    try:
+        proc = psutil.Process(pid)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout)
+    except psutil.TimeoutExpired:
+        with contextlib.suppress(psutil.Error):
+            for child in proc.children(recursive=True):
+                child.kill()
+            proc.kill()
+    except psutil.Error:
+        pass
+    deadline = time.monotonic() + 2
+    while router_pid(run_dir, instance) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)

@@ -1,0 +1,1 @@
+"""The dyno manager: desired formation vs running dynos, lifecycles, rollouts."""

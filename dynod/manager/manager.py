@@ -1,0 +1,615 @@
+"""The dyno manager: makes the running dynos match each app's formation.
+
+Desired state is the app's current release and its formation (process type ×
+quantity × size); actual state is the dynos the agent runs.  :meth:`reconcile`
+converges the two after every change (deploy, config change, rollback, scale,
+restart) and after every disturbance (a crash, a daemon restart).  The manager
+never touches the kernel: it asks its :class:`~dynod.runtime.agent.Agent`.
+
+Rollouts start new web dynos first: the old dyno leaves the route table only
+once its replacement listens on ``$PORT``, and is stopped after that.  Other
+process types are replaced stop-then-start, as Heroku does without preboot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import structlog
+
+from dynod.config import Config
+from dynod.errors import Conflict, DynodError, NotFound
+from dynod.logs.events import split_line
+from dynod.logs.hub import LogHub
+from dynod.manager.dynos import Dyno, DynoRecords
+from dynod.manager.routes import AppRoute, Backend, RoutePublisher
+from dynod.manager.states import DynoState, backoff_delay, check_transition
+from dynod.runtime.agent import Agent, DynoExit
+from dynod.runtime.spec import MB, SIZES, DynoKind, DynoSpec
+from dynod.state.db import Store
+from dynod.state.records import App, Release
+
+log = structlog.get_logger("dynod.manager")
+
+# How often a starting web dyno is checked for a listener on $PORT.
+BOOT_POLL = 0.02
+# Time the routers get to load a table without a draining dyno before it stops.
+DRAIN_GRACE = 0.3
+
+SlugDirFn = Callable[[str, int, int], Awaitable[Path]]
+
+
+class Manager:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        hub: LogHub,
+        routes: RoutePublisher,
+        stack_dir: Path,
+        slug_dir: SlugDirFn,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.hub = hub
+        self.routes = routes
+        self.stack_dir = stack_dir
+        self._slug_dir = slug_dir
+        self.agent: Agent | None = None
+        self.records = DynoRecords(config.state_dir / "dynos")
+        self.dynos: dict[str, Dyno] = {}
+        self._crashes: dict[tuple[str, str], int] = {}
+        self._restart_at: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._exited: dict[str, asyncio.Event] = {}
+
+    # The agent's listener
+
+    def on_output(self, dyno_id: str, stream: str, line: bytes) -> None:
+        dyno = self.dynos.get(dyno_id)
+        if dyno is None:
+            return
+        for piece in split_line(line):
+            self.hub.emit(dyno.app_id, "app", dyno.name, piece)
+
+    def on_exit(self, event: DynoExit) -> None:
+        dyno = self.dynos.get(event.dyno_id)
+        self.records.remove(event.dyno_id)
+        if dyno is None:
+            return
+        if event.oom_killed:
+            self._event(dyno, "Error R15 (Memory quota vastly exceeded)")
+        status = "unknown" if event.status is None else str(event.status)
+        self._event(dyno, f"Process exited with status {status}")
+        crashed = not dyno.stopping and dyno.kind is DynoKind.FORMATION
+        self._set_state(dyno, DynoState.CRASHED if crashed else DynoState.DOWN)
+        done = self._exited.pop(dyno.dyno_id, None)
+        if done is not None:
+            done.set()
+        if crashed and not dyno.replaced:
+            self._schedule_restart(dyno)
+        else:
+            del self.dynos[dyno.dyno_id]
+        self.publish_routes()
+
+    # Adoption
+
+    async def adopt(self) -> None:
+        """Take over the dynos a previous daemon left running."""
+        assert self.agent is not None
+        for handle in await self.agent.list():
+            record = self.records.load(handle.dyno_id)
+            if record is None:
+                log.warning("killing unknown dyno", dyno_id=handle.dyno_id)
+                await self.agent.kill(handle.dyno_id)
+                continue
+            now = time.time()
+            dyno = Dyno(
+                dyno_id=handle.dyno_id,
+                app_id=str(record["app_id"]),
+                app_name=str(record["app_name"]),
+                name=str(record["name"]),
+                type=str(record["type"]),
+                kind=DynoKind(record["kind"]),
+                release=int(str(record["release"])),
+                command=str(record["command"]),
+                size=str(record["size"]),
+                port=None if record["port"] is None else int(str(record["port"])),
+                state=DynoState.UP,
+                state_since=now,
+                created_at=float(str(record["created_at"])),
+                handle=handle,
+                # Attached one-offs lost their client with the old daemon.
+                stopping=DynoKind(record["kind"]) is DynoKind.ONE_OFF,
+            )
+            self.dynos[dyno.dyno_id] = dyno
+            if dyno.stopping:
+                await self.agent.kill(dyno.dyno_id)
+        for dyno_id in set(self.records.ids()) - set(self.dynos):
+            self.records.remove(dyno_id)
+        self.publish_routes()
+
+    # Reconciliation
+
+    async def reconcile(self, app_name: str) -> None:
+        """Converge one app's dynos on its current release and formation."""
+        async with self._lock(app_name):
+            try:
+                app = self.store.app(app_name)
+            except NotFound:
+                await self._stop_all(app_name)
+                return
+            release = self._current_release(app)
+            desired = self._desired(app, release)
+            live = [
+                d
+                for d in self.dynos.values()
+                if d.app_id == app.id
+                and d.kind is DynoKind.FORMATION
+                and not d.stopping
+                and not d.replaced
+            ]
+
+            # Stop what is no longer wanted: scaled down or gone from the Procfile.
+            for dyno in live:
+                if dyno.name not in desired:
+                    self._spawn(self._stop(dyno, app))
+
+            # Start what is missing; replace what runs an older release or size.
+            for name, size in desired.items():
+                assert release is not None
+                current = next((d for d in live if d.name == name), None)
+                if current is None:
+                    await self._start_formation(app, release, name, size)
+                elif current.state is DynoState.CRASHED:
+                    if current.release != release.version or current.size != size:
+                        self._forget_crashed(current)
+                        await self._start_formation(app, release, name, size)
+                elif current.release != release.version or current.size != size:
+                    current.replaced = True
+                    new = await self._start_formation(app, release, name, size)
+                    self._spawn(self._replace(current, new, app))
+        self.publish_routes()
+
+    async def reconcile_all(self) -> None:
+        for app in self.store.apps():
+            await self.reconcile(app.name)
+
+    def _desired(self, app: App, release: Release | None) -> dict[str, str]:
+        if release is None or release.slug_digest is None:
+            return {}
+        wanted: dict[str, str] = {}
+        for entry in self.store.formation(app):
+            if entry.type not in release.process_types or entry.type == "release":
+                continue
+            for i in range(1, entry.quantity + 1):
+                wanted[f"{entry.type}.{i}"] = entry.size
+        return wanted
+
+    def _current_release(self, app: App) -> Release | None:
+        if app.current_release is None:
+            return None
+        return self.store.release(app, str(app.current_release))
+
+    async def _replace(self, old: Dyno, new: Dyno, app: App) -> None:
+        # Start-new-first for web: the old dyno keeps serving until the new one
+        # is up (or has failed to boot), then leaves the route table and stops.
+        if old.is_web and old.state is DynoState.UP:
+            while new.state is DynoState.STARTING:
+                await asyncio.sleep(BOOT_POLL)
+            old.draining = True
+            self.publish_routes()
+            await asyncio.sleep(DRAIN_GRACE)
+        await self._stop(old, app)
+
+    # Starting
+
+    async def _start_formation(
+        self, app: App, release: Release, name: str, size: str
+    ) -> Dyno:
+        ptype = name.split(".", 1)[0]
+        command = release.process_types[ptype]
+        key = (app.id, name)
+        if key in self._restart_at:
+            self._restart_at.pop(key).cancel()
+        return await self._start(
+            app, release, name, ptype, DynoKind.FORMATION, command, size, {}
+        )
+
+    async def _start(
+        self,
+        app: App,
+        release: Release,
+        name: str,
+        ptype: str,
+        kind: DynoKind,
+        command: str,
+        size_name: str,
+        extra_env: dict[str, str],
+        *,
+        attach: bool = False,
+        tty: bool = False,
+    ) -> Dyno:
+        assert self.agent is not None and release.slug_digest is not None
+        size = SIZES[size_name]
+        uid = self.config.uid_base + app.uid_index
+        now = time.time()
+        dyno = Dyno(
+            dyno_id=str(uuid.uuid4()),
+            app_id=app.id,
+            app_name=app.name,
+            name=name,
+            type=ptype,
+            kind=kind,
+            release=release.version,
+            command=command,
+            size=size_name,
+            port=random.randrange(3000, 61000) if ptype == "web" else None,
+            state=DynoState.STARTING,
+            state_since=now,
+            created_at=now,
+            attached=attach,
+        )
+        env = {
+            **release.config,
+            **extra_env,
+            "DYNO": name,
+            "HOME": "/app",
+            "PATH": "/app/.heroku/python/bin:/usr/local/bin:/usr/bin:/bin",
+            "DYNOD_APP_NAME": app.name,
+            "DYNOD_RELEASE_VERSION": f"v{release.version}",
+            "DYNOD_DYNO_ID": dyno.dyno_id,
+            "MEMORY_AVAILABLE": str(size.memory_bytes // MB),
+        }
+        if dyno.port is not None:
+            env["PORT"] = str(dyno.port)
+        spec = DynoSpec(
+            dyno_id=dyno.dyno_id,
+            app=app.name,
+            name=name,
+            kind=kind,
+            argv=("/bin/bash", "-c", command),
+            env=env,
+            size=size,
+            uid=uid,
+            gid=uid,
+            stack_dir=self.stack_dir,
+            slug_dir=await self._slug_dir(release.slug_digest, uid, uid),
+            port=dyno.port,
+            tty=tty,
+            stdin=attach,
+            release_version=release.version,
+        )
+        self.dynos[dyno.dyno_id] = dyno
+        self._exited[dyno.dyno_id] = asyncio.Event()
+        self._event(dyno, f"Starting process with command `{command}`")
+        self.records.save(dyno)
+        try:
+            dyno.handle = await self.agent.start(spec)
+        except DynodError as exc:
+            self.records.remove(dyno.dyno_id)
+            self._event(dyno, f"Error R99 (Platform error) -> {exc}")
+            self._set_state(dyno, DynoState.CRASHED)
+            self._exited.pop(dyno.dyno_id).set()
+            if kind is DynoKind.FORMATION:
+                self._schedule_restart(dyno)
+            else:
+                del self.dynos[dyno.dyno_id]
+            raise
+        if dyno.is_web:
+            self._spawn(self._watch_boot(dyno, app.settings.boot_timeout))
+        else:
+            self._set_state(dyno, DynoState.UP)
+        return dyno
+
+    async def _watch_boot(self, dyno: Dyno, boot_timeout: float) -> None:
+        # A web dyno is up once it listens on $PORT (R10 if it never does).
+        assert self.agent is not None and dyno.port is not None
+        deadline = time.monotonic() + boot_timeout
+        while dyno.state is DynoState.STARTING and not dyno.stopping:
+            if await self.agent.is_listening(dyno.dyno_id, dyno.port):
+                self._set_state(dyno, DynoState.UP)
+                self.publish_routes()
+                return
+            if time.monotonic() >= deadline:
+                self._event(
+                    dyno,
+                    "Error R10 (Boot timeout) -> Web process failed to bind to $PORT "
+                    f"within {boot_timeout:g} seconds of launch",
+                )
+                self._event(dyno, "Stopping process with SIGKILL")
+                await self.agent.kill(dyno.dyno_id)
+                return
+            await asyncio.sleep(BOOT_POLL)
+
+    # Stopping
+
+    async def _stop(self, dyno: Dyno, app: App | None) -> None:
+        assert self.agent is not None
+        if dyno.state is DynoState.CRASHED:
+            self._forget_crashed(dyno)
+            return
+        dyno.stopping = True
+        dyno.draining = True
+        self.publish_routes()
+        timeout = app.settings.stop_timeout if app else 30.0
+        self._event(dyno, "Stopping all processes with SIGTERM")
+        killed = await self.agent.stop(dyno.dyno_id, timeout)
+        if killed:
+            self._event(
+                dyno,
+                "Error R12 (Exit timeout) -> Process failed to exit within "
+                f"{timeout:g} seconds of SIGTERM",
+            )
+            self._event(dyno, "Stopping process with SIGKILL")
+        exited = self._exited.get(dyno.dyno_id)
+        if exited is not None:
+            await exited.wait()
+
+    async def _stop_all(self, app_name: str) -> None:
+        dynos = [d for d in self.dynos.values() if d.app_name == app_name]
+        await asyncio.gather(*(self._stop(d, None) for d in dynos))
+
+    async def destroy_app(self, app: App) -> None:
+        async with self._lock(app.name):
+            for key in [k for k in self._restart_at if k[0] == app.id]:
+                self._restart_at.pop(key).cancel()
+            dynos = [d for d in self.dynos.values() if d.app_id == app.id]
+            await asyncio.gather(*(self._stop(d, app) for d in dynos))
+        self.publish_routes()
+
+    # Restarts and crashes
+
+    def _schedule_restart(self, dyno: Dyno) -> None:
+        key = (dyno.app_id, dyno.name)
+        crashes = self._crashes.get(key, 0) + 1
+        self._crashes[key] = crashes
+        delay = backoff_delay(crashes)
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            self._restart_at.pop(key, None)
+            self._forget_crashed(dyno)
+            self._spawn(self.reconcile(dyno.app_name))
+
+        self._restart_at[key] = loop.call_later(delay, fire)
+
+    def _forget_crashed(self, dyno: Dyno) -> None:
+        self.dynos.pop(dyno.dyno_id, None)
+        handle = self._restart_at.pop((dyno.app_id, dyno.name), None)
+        if handle is not None:
+            handle.cancel()
+
+    def reset_backoff(self, app: App) -> None:
+        for key in [k for k in self._crashes if k[0] == app.id]:
+            del self._crashes[key]
+
+    async def restart(self, app: App, target: str | None = None) -> list[str]:
+        """Replace the app's dynos (all, one type, or one dyno) with fresh ones."""
+        self.reset_backoff(app)
+        dynos = [
+            d
+            for d in self.dynos.values()
+            if d.app_id == app.id
+            and d.kind is DynoKind.FORMATION
+            and not d.stopping
+            and not d.replaced
+            and (target is None or target in (d.name, d.type))
+        ]
+        if target is not None and not dynos:
+            raise NotFound(
+                f"No dyno or process type {target} is running in {app.name}."
+            )
+        release = self._current_release(app)
+        async with self._lock(app.name):
+            for old in dynos:
+                if release is None:
+                    continue
+                if old.state is DynoState.CRASHED:
+                    self._forget_crashed(old)
+                    await self._start_formation(app, release, old.name, old.size)
+                    continue
+                old.replaced = True
+                new = await self._start_formation(app, release, old.name, old.size)
+                self._spawn(self._replace(old, new, app))
+        self.publish_routes()
+        return [d.name for d in dynos]
+
+    async def stop(self, app: App, target: str) -> list[str]:
+        """Stop dynos by name or type; formation dynos come back (as on Heroku)."""
+        dynos = [
+            d
+            for d in self.dynos.values()
+            if d.app_id == app.id and not d.stopping and target in (d.name, d.type)
+        ]
+        if not dynos:
+            raise NotFound(
+                f"No dyno or process type {target} is running in {app.name}."
+            )
+        await asyncio.gather(*(self._stop(d, app) for d in dynos))
+        await self.reconcile(app.name)
+        return [d.name for d in dynos]
+
+    async def kill(self, dyno: Dyno) -> None:
+        """End a dyno at once with SIGKILL (a one-off whose client left)."""
+        assert self.agent is not None
+        dyno.stopping = True
+        self._event(dyno, "Stopping process with SIGKILL")
+        await self.agent.kill(dyno.dyno_id)
+
+    # One-off dynos
+
+    async def run(
+        self,
+        app: App,
+        command: str,
+        *,
+        env: dict[str, str],
+        size: str,
+        attach: bool,
+        tty: bool,
+    ) -> Dyno:
+        release = self._current_release(app)
+        if release is None or release.slug_digest is None:
+            raise Conflict(
+                f"{app.name} has no release to run: deploy it first with "
+                "`dynoctl deploy`."
+            )
+        taken = {d.name for d in self.dynos.values() if d.app_id == app.id}
+        name = ""
+        while not name or name in taken:
+            name = f"run.{secrets.randbelow(9000) + 1000}"
+        return await self._start(
+            app,
+            release,
+            name,
+            "run",
+            DynoKind.ONE_OFF,
+            command,
+            size,
+            env,
+            attach=attach,
+            tty=tty,
+        )
+
+    async def run_release_phase(
+        self, app: App, release: Release, output: Callable[[str], None]
+    ) -> int | None:
+        """Run the Procfile's ``release:`` command for a new release; its status."""
+        command = release.process_types["release"]
+        dyno = await self._start(
+            app,
+            release,
+            "release.1",
+            "release",
+            DynoKind.ONE_OFF,
+            command,
+            "standard-1x",
+            {},
+        )
+        watcher = self.hub.subscribe(app.id, dyno="release.1")
+        try:
+            waiting = asyncio.ensure_future(self.wait(dyno))
+            reader = asyncio.ensure_future(_forward(watcher.lines(), output))
+            status = await waiting
+        finally:
+            self.hub.unsubscribe(app.id, watcher)
+            await asyncio.sleep(0)
+            watcher.close()
+            await reader
+        return status
+
+    async def wait(self, dyno: Dyno) -> int | None:
+        assert self.agent is not None
+        event = await self.agent.wait(dyno.dyno_id)
+        exited = self._exited.get(dyno.dyno_id)
+        if exited is not None:
+            await exited.wait()
+        return event.status
+
+    # Views
+
+    async def memory(self, dyno: Dyno) -> int | None:
+        """The dyno's memory use from its cgroup, or None once it has exited."""
+        assert self.agent is not None
+        if dyno.handle is None or dyno.state not in (DynoState.STARTING, DynoState.UP):
+            return None
+        try:
+            return (await self.agent.stats(dyno.dyno_id)).memory_bytes
+        except DynodError:
+            return None
+
+    def app_dynos(self, app: App) -> list[Dyno]:
+        found = [
+            d for d in self.dynos.values() if d.app_id == app.id and not d.replaced
+        ]
+        return sorted(found, key=_dyno_order)
+
+    def find(self, app: App, name: str) -> Dyno:
+        for dyno in self.dynos.values():
+            if dyno.app_id == app.id and dyno.name == name and not dyno.stopping:
+                return dyno
+        raise NotFound(f"No dyno {name} is running in {app.name}.")
+
+    # Helpers
+
+    def _lock(self, app_name: str) -> asyncio.Lock:
+        return self._locks.setdefault(app_name, asyncio.Lock())
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("manager task failed", exc_info=task.exception())
+
+    def _event(self, dyno: Dyno, message: str) -> None:
+        self.hub.emit(dyno.app_id, "dynod", dyno.name, message)
+
+    def _set_state(self, dyno: Dyno, state: DynoState) -> None:
+        check_transition(dyno.state, state)
+        self._event(dyno, f"State changed from {dyno.state} to {state}")
+        dyno.state = state
+        dyno.state_since = time.time()
+
+    def publish_routes(self) -> None:
+        table: dict[str, AppRoute] = {}
+        for app in self.store.apps():
+            hosts = (f"{app.name}.{self.config.router_domain}",)
+            webs = [
+                d
+                for d in self.dynos.values()
+                if d.app_id == app.id and d.is_web and not d.stopping
+            ]
+            up = [
+                Backend(d.name, d.handle.ip, d.port)
+                for d in webs
+                if d.state is DynoState.UP
+                and not d.draining
+                and d.handle is not None
+                and d.handle.ip is not None
+                and d.port is not None
+            ]
+            if app.current_release is None:
+                state = "not-deployed"
+            elif app.maintenance:
+                state = "maintenance"
+            elif up:
+                state = "running"
+            elif any(d.state is DynoState.STARTING for d in webs):
+                state = "booting"
+            elif webs:
+                state = "crashed"
+            else:
+                state = "no-web"
+            table[app.name] = AppRoute(hosts, state, tuple(up))
+        self.routes.publish(table)
+
+    async def close(self) -> None:
+        """Stop background work; running dynos stay for the next daemon."""
+        for handle in self._restart_at.values():
+            handle.cancel()
+        self._restart_at.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def _forward(lines: AsyncIterator[str], output: Callable[[str], None]) -> None:
+    async for line in lines:
+        output(line.split(": ", 1)[1] if ": " in line else line)
+
+
+def _dyno_order(d: Dyno) -> tuple[str, int]:
+    ptype, _, number = d.name.partition(".")
+    return (ptype, int(number) if number.isdigit() else 0)

@@ -1,0 +1,1 @@
+"""Releases: deploys, config changes and rollbacks, each a numbered release."""
