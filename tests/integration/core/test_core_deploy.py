@@ -33,6 +33,7 @@ def test_deploy_serves_through_the_router(deployed: Daemon) -> None:
 def test_unknown_host_is_404(deployed: Daemon) -> None:
     status, body = deployed.get("no-such-app", "/")
     assert status == 404
+    assert "no such app" in body.lower()
 
 
 def test_scale_spreads_requests_over_web_dynos(deployed: Daemon) -> None:
