@@ -1,8 +1,9 @@
 """Bridging an attached one-off dyno's terminal to a WebSocket client.
 
 Binary frames carry the terminal's bytes both ways; the client sends text frame
-``{"resize": [cols, rows]}`` when its window changes; the server ends with text
-frame ``{"exit_status": N}`` and closes.
+``{"resize": [cols, rows]}`` when its window changes and ``{"eof": true}`` when
+its stdin ends (without a terminal); the server ends with text frame
+``{"exit_status": N}`` and closes.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import fcntl
 import json
 import os
+import socket
 import struct
 import termios
 
@@ -79,8 +81,19 @@ async def bridge(ws: web.WebSocketResponse, manager: Manager, dyno: Dyno) -> Non
 def _control(fd: int, text: str) -> None:
     try:
         message = json.loads(text)
-        cols, rows = message["resize"]
-    except (ValueError, KeyError, TypeError):
+    except ValueError:
         return
-    with contextlib.suppress(OSError):
-        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    if not isinstance(message, dict):
+        return
+    if message.get("eof"):
+        # The client's stdin ended (no terminal): the dyno reads end-of-file.
+        with contextlib.suppress(OSError):
+            sock = socket.socket(fileno=os.dup(fd))
+            sock.shutdown(socket.SHUT_WR)
+            sock.close()
+    resize = message.get("resize")
+    if isinstance(resize, list) and len(resize) == 2:
+        cols, rows = resize
+        with contextlib.suppress(OSError, struct.error, TypeError):
+            winsize = struct.pack("HHHH", rows, cols, 0, 0)
+            fcntl.ioctl(fd, termios.TIOCSWINSZ, winsize)

@@ -1,0 +1,6 @@
+"""The host firewall: dynod's own iptables chains, applied atomically."""
+
+from dynod.firewall.iptables import Firewall, Runner
+from dynod.firewall.rules import FirewallPlan, render
+
+__all__ = ["Firewall", "FirewallPlan", "Runner", "render"]

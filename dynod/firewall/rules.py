@@ -1,0 +1,113 @@
+"""What the host firewall says, as ``iptables-restore`` text (pure; no I/O).
+
+dynod owns three chains per instance, named with the instance string so that
+anything left behind is easy to attribute::
+
+    <instance>-INPUT   filter, jumped to from INPUT for packets from the bridge
+    <instance>-FWD     filter, jumped to from FORWARD
+    <instance>-POST    nat, jumped to from POSTROUTING
+
+Policy, in order of evaluation:
+
+* dyno → host (INPUT from the bridge): only replies to connections the host
+  opened (the router reaching a dyno is host-originated, so it is OUTPUT and
+  its replies are ESTABLISHED).  No DNS on the host: dynos use the host's
+  upstream resolvers through NAT.
+* dyno → dyno (bridge to bridge, seen by FORWARD because the bridge hands
+  frames to iptables with ``bridge-nf-call-iptables=1``): dropped.
+* dyno → private ranges (RFC 1918, RFC 6598 shared space) and link-local
+  (RFC 3927, home of cloud metadata endpoints): dropped unless a reply.
+* dyno → anything else: accepted, and replies back in; masqueraded on the way
+  out of the dyno subnet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+
+from dynod.errors import FirewallError
+
+# Destinations a dyno must not open connections to.
+BLOCKED_RANGES = (
+    IPv4Network("10.0.0.0/8"),
+    IPv4Network("172.16.0.0/12"),
+    IPv4Network("192.168.0.0/16"),
+    IPv4Network("100.64.0.0/10"),
+    IPv4Network("169.254.0.0/16"),
+)
+# iptables limits chain names to 28 characters (XT_EXTENSION_MAXNAMELEN - 1).
+MAX_CHAIN_NAME = 28
+REPLIES = "-m conntrack --ctstate ESTABLISHED,RELATED"
+
+
+@dataclass(frozen=True)
+class FirewallPlan:
+    """The inputs of the rules: whose they are and which network they guard."""
+
+    instance: str
+    bridge: str
+    subnet: IPv4Network
+    gateway: IPv4Address
+
+    @property
+    def input_chain(self) -> str:
+        return f"{self.instance}-INPUT"
+
+    @property
+    def forward_chain(self) -> str:
+        return f"{self.instance}-FWD"
+
+    @property
+    def postrouting_chain(self) -> str:
+        return f"{self.instance}-POST"
+
+    def jumps(self) -> list[tuple[str, str, list[str]]]:
+        """(table, built-in chain, rule spec) of each jump into our chains."""
+        return [
+            ("filter", "INPUT", ["-i", self.bridge, "-j", self.input_chain]),
+            ("filter", "FORWARD", ["-j", self.forward_chain]),
+            ("nat", "POSTROUTING", ["-j", self.postrouting_chain]),
+        ]
+
+
+def render(plan: FirewallPlan) -> str:
+    """The ``iptables-restore --noflush`` input that (re)writes our chains.
+
+    Declaring a chain flushes it, so applying this text replaces our rules in one
+    transaction per table and leaves every other chain alone.  The jumps from
+    the built-in chains are not in it (see :class:`dynod.firewall.Firewall`).
+    """
+    for chain in (plan.input_chain, plan.forward_chain, plan.postrouting_chain):
+        if len(chain) > MAX_CHAIN_NAME:
+            raise FirewallError(
+                f"Chain name {chain!r} is longer than 28 characters; "
+                "use a shorter instance name."
+            )
+    br, fwd = plan.bridge, plan.forward_chain
+    lines = [
+        "*filter",
+        f":{plan.input_chain} - [0:0]",
+        f":{fwd} - [0:0]",
+        # Dyno to host: replies to what the host opened, nothing else.
+        f"-A {plan.input_chain} {REPLIES} -j ACCEPT",
+        f"-A {plan.input_chain} -j DROP",
+        # Dyno to dyno, replies included: nothing.
+        f"-A {fwd} -i {br} -o {br} -j DROP",
+        # Replies in either direction between dynos and the outside.
+        f"-A {fwd} -o {br} {REPLIES} -j ACCEPT",
+        f"-A {fwd} -i {br} {REPLIES} -j ACCEPT",
+    ]
+    # Dyno to private and link-local networks: dropped.
+    lines += [f"-A {fwd} -i {br} -d {net} -j DROP" for net in BLOCKED_RANGES]
+    lines += [
+        # Dyno to the rest of the world: allowed.
+        f"-A {fwd} -i {br} -j ACCEPT",
+        "COMMIT",
+        "*nat",
+        f":{plan.postrouting_chain} - [0:0]",
+        f"-A {plan.postrouting_chain} -s {plan.subnet} ! -d {plan.subnet} "
+        "-j MASQUERADE",
+        "COMMIT",
+    ]
+    return "\n".join(lines) + "\n"
