@@ -1,0 +1,107 @@
+"""Dyno output: pipes read in the event loop, cut into log lines.
+
+A line is what ends with a newline; one longer than :data:`MAX_LINE` bytes is
+cut into pieces of that size, so a dyno that never writes a newline cannot make
+the daemon buffer without bound.  What is left at end of file is a last line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import select
+from collections.abc import Callable
+
+MAX_LINE = 10000
+_READ_SIZE = 65536
+# How long drain() waits for a pipe whose writers should all be gone.
+DRAIN_TIMEOUT = 1.0
+
+
+class LineSplitter:
+    """Turns a byte stream into lines of at most ``max_line`` bytes."""
+
+    def __init__(self, max_line: int = MAX_LINE) -> None:
+        self.max_line = max_line
+        self._partial = b""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Complete lines in ``data`` (plus what was held back), without newlines."""
+        buffer = self._partial + data
+        lines = buffer.split(b"\n")
+        self._partial = lines.pop()
+        out: list[bytes] = []
+        for line in lines:
+            out.extend(self._cut(line))
+        # An unterminated run that has reached the limit goes out now.
+        while len(self._partial) >= self.max_line:
+            out.append(self._partial[: self.max_line])
+            self._partial = self._partial[self.max_line :]
+        return out
+
+    def flush(self) -> list[bytes]:
+        """The unterminated remainder, if any, as a last line."""
+        rest, self._partial = self._partial, b""
+        return [rest] if rest else []
+
+    def _cut(self, line: bytes) -> list[bytes]:
+        if len(line) <= self.max_line:
+            return [line]
+        return [line[i : i + self.max_line] for i in range(0, len(line), self.max_line)]
+
+
+class OutputReader:
+    """Reads one pipe without blocking and hands each line to ``emit``.
+
+    Owns ``fd``: :meth:`close` (or end of file) closes it.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        fd: int,
+        emit: Callable[[bytes], None],
+    ) -> None:
+        self._loop = loop
+        self._fd: int | None = fd
+        self._emit = emit
+        self._splitter = LineSplitter()
+        os.set_blocking(fd, False)
+        loop.add_reader(fd, self._readable)
+
+    def _readable(self) -> None:
+        self._read(until_eof=False)
+
+    def _read(self, until_eof: bool) -> None:
+        while self._fd is not None:
+            try:
+                data = os.read(self._fd, _READ_SIZE)
+            except BlockingIOError:
+                if not until_eof:
+                    return
+                # Every writer is gone but a writer may still be closing.
+                data = self._read_blocking()
+            if not data:
+                self.close()
+                return
+            for line in self._splitter.feed(data):
+                self._emit(line)
+
+    def _read_blocking(self) -> bytes:
+        """Wait briefly for more; a writer that lingers past that is cut off."""
+        assert self._fd is not None
+        ready, _, _ = select.select([self._fd], [], [], DRAIN_TIMEOUT)
+        return os.read(self._fd, _READ_SIZE) if ready else b""
+
+    def drain(self) -> None:
+        """Read to end of file; call only once every writer has exited."""
+        self._read(until_eof=True)
+
+    def close(self) -> None:
+        if self._fd is None:
+            return
+        for line in self._splitter.flush():
+            self._emit(line)
+        self._loop.remove_reader(self._fd)
+        os.close(self._fd)
+        self._fd = None
