@@ -18,6 +18,7 @@ from dynod.errors import UserInputError
 
 DEFAULT_CONFIG_FILE = Path("/etc/dynod/dynod.toml")
 _INSTANCE_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
+DEFAULT_SUBNET = ipaddress.IPv4Network("10.217.0.0/16")
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class Config:
     https_port: int = 443
     # Extra TCP listener for the JSON API ("127.0.0.1:5000"), or None.
     api_listen: str | None = None
-    dyno_subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("10.217.0.0/16")
+    dyno_subnet: ipaddress.IPv4Network = DEFAULT_SUBNET
     # Prefix of every kernel object this daemon owns.  Short, because Linux
     # interface names hold 15 characters and veth names add a suffix.
     instance: str = "dynod"
@@ -94,6 +95,4 @@ def load(path: Path | None = None, **overrides: Any) -> Config:
             f"Unknown setting(s) {', '.join(unknown)} in {config_path}: "
             f"known settings are {', '.join(sorted(known))}."
         )
-    return replace(
-        Config(), **{k: _coerce(k, v) for k, v in values.items()}
-    ).validate()
+    return replace(Config(), **{k: _coerce(k, v) for k, v in values.items()}).validate()

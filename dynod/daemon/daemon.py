@@ -16,6 +16,7 @@ import grp
 import os
 import signal
 import uuid
+from ipaddress import IPv4Address
 from pathlib import Path
 
 import structlog
@@ -33,7 +34,9 @@ from dynod.logs.store import LogStore
 from dynod.manager.manager import Manager
 from dynod.manager.routes import RoutePublisher
 from dynod.releases.service import Releases
-from dynod.runtime.local import LocalAgent, bridge_name
+from dynod.runtime.agent import DynoExit
+from dynod.runtime.local import LocalAgent
+from dynod.runtime.network import bridge_name
 from dynod.runtime.stack import ensure_default_stack
 from dynod.state.db import Store
 
@@ -42,14 +45,30 @@ log = structlog.get_logger("dynod.daemon")
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
-def firewall_plan(config: Config) -> FirewallPlan:
+def firewall_plan(config: Config, stack_rootfs: Path | None = None) -> FirewallPlan:
     gateway = next(config.dyno_subnet.hosts())
     return FirewallPlan(
         instance=config.instance,
         bridge=bridge_name(config.instance),
         subnet=config.dyno_subnet,
         gateway=gateway,
+        dns_servers=_resolvers(stack_rootfs) if stack_rootfs else (),
     )
+
+
+def _resolvers(rootfs: Path) -> tuple[IPv4Address, ...]:
+    """The IPv4 nameservers dynos are told to use (the stack's resolv.conf)."""
+    found: list[IPv4Address] = []
+    try:
+        text = (rootfs / "etc" / "resolv.conf").read_text()
+    except OSError:
+        return ()
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "nameserver":
+            with contextlib.suppress(ValueError):
+                found.append(IPv4Address(parts[1]))
+    return tuple(found)
 
 
 def buildpacks_dir(config: Config) -> Path:
@@ -90,7 +109,7 @@ class Daemon:
         agent = LocalAgent(c, manager)
         await agent.open()
         manager.agent = agent
-        firewall = Firewall(firewall_plan(c))
+        firewall = Firewall(firewall_plan(c, stack.rootfs))
         await asyncio.to_thread(firewall.apply)
         await manager.adopt()
 
@@ -158,11 +177,11 @@ async def teardown(config: Config) -> None:
         def on_output(self, dyno_id: str, stream: str, line: bytes) -> None:
             pass
 
-        def on_exit(self, event: object) -> None:
+        def on_exit(self, event: DynoExit) -> None:
             pass
 
     await asyncio.to_thread(stop_router, config.run_dir, config.instance)
-    agent = LocalAgent(config, _Quiet())  # type: ignore[arg-type]
+    agent = LocalAgent(config, _Quiet())
     await agent.open()
     await agent.destroy()
     await asyncio.to_thread(Firewall(firewall_plan(config)).remove)

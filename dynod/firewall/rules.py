@@ -15,6 +15,9 @@ Policy, in order of evaluation:
   upstream resolvers through NAT.
 * dyno → dyno (bridge to bridge, seen by FORWARD because the bridge hands
   frames to iptables with ``bridge-nf-call-iptables=1``): dropped.
+* dyno → the resolvers in the stack's ``resolv.conf``, port 53 only: accepted,
+  even when they sit in a private range (home routers, cloud VPC resolvers), or
+  dynos could not resolve names.
 * dyno → private ranges (RFC 1918, RFC 6598 shared space) and link-local
   (RFC 3927, home of cloud metadata endpoints): dropped unless a reply.
 * dyno → anything else: accepted, and replies back in; masqueraded on the way
@@ -49,6 +52,8 @@ class FirewallPlan:
     bridge: str
     subnet: IPv4Network
     gateway: IPv4Address
+    # Resolvers dynos may reach on port 53 (from the stack's resolv.conf).
+    dns_servers: tuple[IPv4Address, ...] = ()
 
     @property
     def input_chain(self) -> str:
@@ -98,6 +103,12 @@ def render(plan: FirewallPlan) -> str:
         f"-A {fwd} -o {br} {REPLIES} -j ACCEPT",
         f"-A {fwd} -i {br} {REPLIES} -j ACCEPT",
     ]
+    # Dyno to its resolvers, wherever they are: DNS only.
+    for server in plan.dns_servers:
+        lines += [
+            f"-A {fwd} -i {br} -d {server}/32 -p {proto} --dport 53 -j ACCEPT"
+            for proto in ("udp", "tcp")
+        ]
     # Dyno to private and link-local networks: dropped.
     lines += [f"-A {fwd} -i {br} -d {net} -j DROP" for net in BLOCKED_RANGES]
     lines += [

@@ -173,3 +173,23 @@ def test_a_refused_restore_raises(forward: Path) -> None:
     with pytest.raises(FirewallError, match=r"dtabc12.*line 3 failed"):
         Firewall(PLAN, ipt, forward).apply()
     assert forward.read_text() == "0\n"
+
+
+def test_resolvers_in_private_ranges_stay_reachable_on_port_53() -> None:
+    from ipaddress import IPv4Address, IPv4Network
+
+    from dynod.firewall.rules import FirewallPlan, render
+
+    plan = FirewallPlan(
+        "dtabcde",
+        "dtabcdebr",
+        IPv4Network("10.9.0.0/24"),
+        IPv4Address("10.9.0.1"),
+        dns_servers=(IPv4Address("192.168.1.1"),),
+    )
+    lines = render(plan).splitlines()
+    udp = "-A dtabcde-FWD -i dtabcdebr -d 192.168.1.1/32 -p udp --dport 53 -j ACCEPT"
+    drop = "-A dtabcde-FWD -i dtabcdebr -d 192.168.0.0/16 -j DROP"
+    assert udp in lines and drop in lines
+    # The exception comes before the drop, or it would never match.
+    assert lines.index(udp) < lines.index(drop)
