@@ -1,0 +1,71 @@
+"""The per-request log line, and its trip to dynod as one datagram.
+
+Lines follow Heroku's router format and field order (dynod adds the timestamp
+and the ``dynod[router]`` source)::
+
+    at=info method=GET path="/" host=myapp.localhost request_id=...
+    fwd="127.0.0.1" dyno=web.1 connect=1ms service=18ms status=200 bytes=13
+    protocol=http
+
+Each line goes to the unix datagram socket ``logs.sock`` as ``APP\\nLINE``.
+Sending never blocks and never fails the request: if dynod is not listening or
+its queue is full, the line is dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+
+from dynod.router.hcodes import HCode
+
+
+def format_line(
+    *,
+    method: str,
+    path: str,
+    host: str,
+    request_id: str,
+    fwd: str,
+    dyno: str,
+    connect_ms: int | None,
+    service_ms: int | None,
+    status: int,
+    nbytes: int,
+    code: HCode | None = None,
+) -> str:
+    """One router log line; ``None`` times print as empty values (``connect=``)."""
+    connect = "" if connect_ms is None else f"{connect_ms}ms"
+    service = "" if service_ms is None else f"{service_ms}ms"
+    # Quotes inside quoted values would let a client forge fields.
+    path = path.replace('"', "%22")
+    fwd = fwd.replace('"', "%22")
+    head = (
+        "at=info "
+        if code is None
+        else f'at={code.level.value} code={code.code} desc="{code.desc}" '
+    )
+    return (
+        f'{head}method={method} path="{path}" host={host} request_id={request_id} '
+        f'fwd="{fwd}" dyno={dyno} connect={connect} service={service} '
+        f"status={status} bytes={nbytes} protocol=http"
+    )
+
+
+class LogSender:
+    """Sends log lines to dynod's datagram socket, dropping what cannot go."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.setblocking(False)
+
+    def send(self, app: str, line: str) -> None:
+        """Queue one line for ``app``; never blocks, never raises."""
+        # Missing socket, nobody bound, or dynod's queue is full: the request
+        # matters more than its log line.
+        with contextlib.suppress(OSError):
+            self._sock.sendto(f"{app}\n{line}".encode(), self._path)
+
+    def close(self) -> None:
+        self._sock.close()

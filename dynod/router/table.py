@@ -1,0 +1,171 @@
+"""The route table: which hosts belong to which app, and where its web dynos are.
+
+dynod writes the table to ``routes.json`` (temp file + rename), whole and
+versioned::
+
+    {"version": 7,
+     "apps": {"myapp": {"hosts": ["myapp.localhost"],
+                        "state": "running",
+                        "dynos": [{"name": "web.1", "addr": "10.217.0.5",
+                                   "port": 5000}]}}}
+
+A file that is not a JSON object with a ``version`` and an ``apps`` object is
+rejected as a whole (:class:`RouteTableError`).  Apps are validated one by one:
+a bad app entry, or one claiming a host another app already has, is dropped and
+named in :attr:`RouteTable.rejected` while the rest of the table stands.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from dynod.errors import InvalidConfig
+
+
+class RouteTableError(InvalidConfig):
+    """The route table file cannot be used at all."""
+
+
+class AppState(StrEnum):
+    """What the router does with a request for the app."""
+
+    RUNNING = "running"  # route to one of ``dynos``
+    NOT_DEPLOYED = "not-deployed"  # H81
+    NO_WEB = "no-web"  # web=0: H14
+    CRASHED = "crashed"  # every web dyno crashed: H10
+    BOOTING = "booting"  # hold the request until a dyno is up, else H20
+    MAINTENANCE = "maintenance"  # H80
+
+
+@dataclass(frozen=True, slots=True)
+class DynoRoute:
+    name: str
+    addr: str
+    port: int
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """Where the dyno listens; also the key of its connection pool."""
+        return (self.addr, self.port)
+
+
+@dataclass(frozen=True, slots=True)
+class AppRoute:
+    name: str
+    hosts: tuple[str, ...]
+    state: AppState
+    dynos: tuple[DynoRoute, ...]
+
+
+@dataclass(frozen=True)
+class RouteTable:
+    version: int
+    apps: Mapping[str, AppRoute]
+    by_host: Mapping[str, AppRoute]
+    # One sentence per app entry that was dropped, saying why.
+    rejected: tuple[str, ...] = field(default=())
+
+    def lookup(self, host: str) -> AppRoute | None:
+        """The app answering on ``host`` (already lower-case, port stripped)."""
+        return self.by_host.get(host)
+
+
+EMPTY_TABLE = RouteTable(version=0, apps={}, by_host={})
+
+
+def parse_table(raw: bytes) -> RouteTable:
+    """Parse and validate a ``routes.json`` document.
+
+    Raises :class:`RouteTableError` when the document as a whole is unusable;
+    bad app entries are dropped individually and listed in ``rejected``.
+    """
+    # The envelope must be right, or nothing in it can be trusted.
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RouteTableError(
+            f"The route table is not valid JSON ({exc}); keep the previous table "
+            "and rewrite the file."
+        ) from exc
+    if not isinstance(doc, dict):
+        raise RouteTableError("The route table must be a JSON object.")
+    version = doc.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise RouteTableError(
+            f"The route table's version {version!r} is not an integer."
+        )
+    apps_doc = doc.get("apps")
+    if not isinstance(apps_doc, dict):
+        raise RouteTableError("The route table's 'apps' must be a JSON object.")
+
+    # Each app stands or falls on its own.
+    apps: dict[str, AppRoute] = {}
+    by_host: dict[str, AppRoute] = {}
+    rejected: list[str] = []
+    for name, entry in apps_doc.items():
+        try:
+            app = _parse_app(name, entry)
+        except ValueError as exc:
+            rejected.append(str(exc))
+            continue
+        taken = [h for h in app.hosts if h in by_host]
+        if taken:
+            rejected.append(
+                f"App {name!r} claims host {taken[0]!r}, which app "
+                f"{by_host[taken[0]].name!r} already has; the app was dropped."
+            )
+            continue
+        apps[name] = app
+        by_host.update(dict.fromkeys(app.hosts, app))
+    return RouteTable(version, apps, by_host, tuple(rejected))
+
+
+def _parse_app(name: str, entry: Any) -> AppRoute:
+    if not isinstance(entry, dict):
+        raise ValueError(f"App {name!r} is not a JSON object; the app was dropped.")
+    hosts = entry.get("hosts")
+    if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
+        raise ValueError(
+            f"App {name!r} has hosts {hosts!r}, not a list of host names; "
+            "the app was dropped."
+        )
+    try:
+        state = AppState(str(entry.get("state")))
+    except ValueError:
+        raise ValueError(
+            f"App {name!r} has state {entry.get('state')!r}, not one of "
+            f"{', '.join(s.value for s in AppState)}; the app was dropped."
+        ) from None
+    dynos_doc = entry.get("dynos", [])
+    if not isinstance(dynos_doc, list):
+        raise ValueError(f"App {name!r} has dynos that are not a list; dropped.")
+    dynos = tuple(_parse_dyno(name, d) for d in dynos_doc)
+    return AppRoute(name, tuple(h.lower() for h in hosts), state, dynos)
+
+
+def _parse_dyno(app: str, doc: Any) -> DynoRoute:
+    if not isinstance(doc, dict):
+        raise ValueError(f"App {app!r} has a dyno entry {doc!r} that is not an object.")
+    name, addr, port = doc.get("name"), doc.get("addr"), doc.get("port")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"App {app!r} has a dyno without a name; the app was dropped.")
+    try:
+        if not isinstance(addr, str):
+            raise ValueError(addr)
+        ipaddress.IPv4Address(addr)
+    except ValueError:
+        raise ValueError(
+            f"Dyno {name!r} of app {app!r} has address {addr!r}, not an IPv4 "
+            "address; the app was dropped."
+        ) from None
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        raise ValueError(
+            f"Dyno {name!r} of app {app!r} has port {port!r}, not 1-65535; "
+            "the app was dropped."
+        )
+    return DynoRoute(name, str(addr), port)

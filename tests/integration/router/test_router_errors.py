@@ -1,0 +1,159 @@
+"""App states, dyno failures and timeouts, as the client and the app's log see them."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+from router_harness import (
+    Backend,
+    Router,
+    app,
+    backends,
+    echo,
+    free_port,
+    read_logs,
+    router,
+)
+
+pytestmark = pytest.mark.integration
+_FIELD_RE = re.compile(r'(\w+)=("[^"]*"|\S*)')
+__all__ = ["backends", "router"]
+
+
+def _fields(line: str) -> dict[str, str]:
+    return {k: v.strip('"') for k, v in _FIELD_RE.findall(line)}
+
+
+@pytest.mark.parametrize(
+    ("state", "code", "level"),
+    [
+        ("no-web", "H14", "error"),
+        ("not-deployed", "H81", "info"),
+        ("maintenance", "H80", "info"),
+        ("crashed", "H10", "error"),
+    ],
+)
+def test_app_states_answer_with_their_h_code(
+    router: Router, state: str, code: str, level: str
+) -> None:
+    router.write_routes({"st": app(["st.localhost"], state=state)})
+    logs = router.log_socket()
+    router.start()
+
+    status, headers, _ = router.get("st.localhost", "/x?y=1")
+    assert status == 503
+    [(app_name, line)] = read_logs(logs, 2, wait=0.5)
+    assert app_name == "st"
+    f = _fields(line)
+    assert (f["at"], f["code"], f["status"], f["path"]) == (
+        level,
+        code,
+        "503",
+        "/x?y=1",
+    )
+    assert f["request_id"] == headers["X-Request-Id"]
+    assert f["dyno"] == ""
+
+
+def test_booting_app_holds_the_request_until_a_dyno_is_up(
+    router: Router, backends: Callable[[str], Backend]
+) -> None:
+    be = backends("be")
+    router.write_routes({"b": app(["b.localhost"], state="booting")})
+    router.start()
+
+    # The dyno comes up while the request waits.
+    timer = threading.Timer(
+        0.5,
+        router.write_routes,
+        [{"b": app(["b.localhost"], dynos=[be.dyno("web.1")])}],
+    )
+    timer.start()
+    began = time.monotonic()
+    status, _, _ = router.get("b.localhost")
+    timer.join()
+    assert status == 200
+    assert time.monotonic() - began >= 0.45
+
+
+def test_booting_too_long_is_h20(router: Router) -> None:
+    router.write_routes({"b": app(["b.localhost"], state="booting")})
+    logs = router.log_socket()
+    router.start("--boot-wait", "0.4")
+
+    began = time.monotonic()
+    status, _, _ = router.get("b.localhost")
+    assert status == 503
+    assert 0.35 <= time.monotonic() - began < 3
+    assert _fields(read_logs(logs, 1)[0][1])["code"] == "H20"
+
+
+def test_refused_dyno_is_retried_on_another(
+    router: Router, backends: Callable[[str], Backend]
+) -> None:
+    be = backends("live")
+    dead = {"name": "web.2", "addr": "127.0.0.1", "port": free_port()}
+    router.write_routes({"r": app(["r.localhost"], dynos=[dead, be.dyno("web.1")])})
+    router.start()
+
+    for _ in range(10):
+        status, _, body = router.get("r.localhost")
+        assert status == 200
+        assert echo(body)["backend"] == "live"
+
+
+def test_all_dynos_refusing_is_h21(router: Router) -> None:
+    dead = [
+        {"name": f"web.{i}", "addr": "127.0.0.1", "port": free_port()} for i in (1, 2)
+    ]
+    router.write_routes({"r": app(["r.localhost"], dynos=dead)})
+    logs = router.log_socket()
+    router.start()
+
+    status, _, _ = router.get("r.localhost")
+    assert status == 503
+    assert _fields(read_logs(logs, 1)[0][1])["code"] == "H21"
+
+
+def test_no_first_byte_in_time_is_h12(
+    router: Router, backends: Callable[[str], Backend]
+) -> None:
+    be = backends("slow")
+    router.write_routes({"t": app(["t.localhost"], dynos=[be.dyno("web.1")])})
+    logs = router.log_socket()
+    router.start("--first-byte-timeout", "0.4")
+
+    began = time.monotonic()
+    status, _, body = router.get("t.localhost", "/slow?s=2")
+    assert status == 503
+    assert b"Application error" in body
+    assert time.monotonic() - began < 1.5
+    f = _fields(read_logs(logs, 1)[0][1])
+    assert (f["code"], f["dyno"], f["desc"]) == ("H12", "web.1", "Request timeout")
+    assert 350 <= int(f["service"].removesuffix("ms")) < 1500
+
+
+def test_dyno_closing_without_response_is_h13(
+    router: Router, backends: Callable[[str], Backend]
+) -> None:
+    be = backends("closer")
+    router.write_routes({"c": app(["c.localhost"], dynos=[be.dyno("web.1")])})
+    logs = router.log_socket()
+    router.start()
+
+    status, _, _ = router.get("c.localhost", "/close")
+    assert status == 503
+    assert _fields(read_logs(logs, 1)[0][1])["code"] == "H13"
+
+
+def test_malformed_request_is_400(router: Router) -> None:
+    router.start()
+    with socket.create_connection(("127.0.0.1", router.port), timeout=5) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nBad Header Line\r\n\r\n")
+        data = s.recv(65536)
+    assert data.startswith(b"HTTP/1.1 400 ")
