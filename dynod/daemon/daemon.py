@@ -90,9 +90,9 @@ class Daemon:
 
         # State, logs and routes: nothing here touches the kernel.
         store = Store(c.state_dir / "dynod.db")
-        failed = store.fail_unfinished_builds()
+        failed = store.fail_unfinished()
         if failed:
-            log.warning("marked builds of an earlier daemon failed", count=failed)
+            log.warning("marked unfinished builds and releases failed", count=failed)
         hub = LogHub(LogStore(c.state_dir / "logs", c.log_history_bytes))
         routes = RoutePublisher(c.run_dir)
         slugs = SlugStore(c.state_dir / "slugs")

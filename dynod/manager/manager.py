@@ -484,27 +484,25 @@ class Manager:
     ) -> int | None:
         """Run the Procfile's ``release:`` command for a new release; its status."""
         command = release.process_types["release"]
-        dyno = await self._start(
-            app,
-            release,
-            "release.1",
-            "release",
-            DynoKind.ONE_OFF,
-            command,
-            "standard-1x",
-            {},
-        )
-        watcher = self.hub.subscribe(app.id, dyno="release.1")
+        # Listen before starting, so not even the first line is missed.
+        watcher = self.hub.subscribe(app.id, source="app", dyno="release.1")
+        reader = asyncio.ensure_future(_forward(watcher.lines(), output))
         try:
-            waiting = asyncio.ensure_future(self.wait(dyno))
-            reader = asyncio.ensure_future(_forward(watcher.lines(), output))
-            status = await waiting
+            dyno = await self._start(
+                app,
+                release,
+                "release.1",
+                "release",
+                DynoKind.ONE_OFF,
+                command,
+                "standard-1x",
+                {},
+            )
+            return await self.wait(dyno)
         finally:
             self.hub.unsubscribe(app.id, watcher)
-            await asyncio.sleep(0)
             watcher.close()
             await reader
-        return status
 
     async def wait(self, dyno: Dyno) -> int | None:
         assert self.agent is not None

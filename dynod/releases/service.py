@@ -201,15 +201,17 @@ class Releases:
         both("-----> Running release command...")
         try:
             status = await self.manager.run_release_phase(app, release, both)
+            if status != 0:
+                both(
+                    f" !     Release command failed with exit status {status}: "
+                    f"v{release.version} was not deployed; the current release "
+                    "keeps running."
+                )
         finally:
             phase_log.close()
             self.outputs.pop(release.id, None)
         if status == 0:
             return release
-        both(
-            f" !     Release command failed with exit status {status}: "
-            f"v{release.version} was not deployed; the current release keeps running."
-        )
         self.hub.emit(app.id, "dynod", "api", f"Release v{release.version} failed")
         return self.store.set_release_status(release, RS.FAILED)
 

@@ -264,14 +264,23 @@ class Store:
             raise NotFound(f"Couldn't find build {build_id} of {app.name}.")
         return _build(row)
 
-    def fail_unfinished_builds(self) -> int:
-        """Mark builds a previous daemon left pending as failed; returns how many."""
+    def fail_unfinished(self) -> int:
+        """Mark builds and releases an earlier daemon left pending as failed.
+
+        Returns how many rows changed.  A daemon that died mid-build or mid
+        release phase never finished them, and nothing else will.
+        """
+        now = time.time()
         with self._tx() as db:
-            cur = db.execute(
+            builds = db.execute(
                 "UPDATE builds SET status = ?, updated_at = ? WHERE status = ?",
-                (BuildStatus.FAILED.value, time.time(), BuildStatus.PENDING.value),
-            )
-        return cur.rowcount
+                (BuildStatus.FAILED.value, now, BuildStatus.PENDING.value),
+            ).rowcount
+            releases = db.execute(
+                "UPDATE releases SET status = ?, updated_at = ? WHERE status = ?",
+                (ReleaseStatus.FAILED.value, now, ReleaseStatus.PENDING.value),
+            ).rowcount
+        return builds + releases
 
     # Formation
 

@@ -59,17 +59,17 @@ def test_config_change_is_a_release_visible_in_the_app(deployed: Daemon) -> None
     config = deployed.ctl_json("config", "-a", APP)
     assert config["GREETING"] == "hi there"
     releases = deployed.ctl_json("releases", "-a", APP)
-    assert "GREETING" in releases[-1]["description"]
+    assert "GREETING" in releases[0]["description"]
 
 
 def test_rollback_restores_old_config(deployed: Daemon) -> None:
     releases = deployed.ctl_json("releases", "-a", APP)
-    before = releases[-1]["version"]
+    before = releases[0]["version"]
     deployed.ctl("config:set", "-a", APP, "GREETING=second")
     deployed.wait_for(APP, "/env/GREETING", "second")
     deployed.ctl("rollback", "-a", APP, f"v{before}")
     deployed.wait_for(APP, "/env/GREETING", "hi there")
-    latest = deployed.ctl_json("releases", "-a", APP)[-1]
+    latest = deployed.ctl_json("releases", "-a", APP)[0]
     assert latest["description"] == f"Rollback to v{before}"
     assert latest["version"] == before + 2
 

@@ -70,8 +70,18 @@ def test_settings_config_and_formation_persist(tmp_path: Path) -> None:
     store.close()
 
 
-def test_unfinished_builds_fail_on_restart(store: Store) -> None:
+def test_unfinished_builds_and_releases_fail_on_restart(store: Store) -> None:
     app = store.create_app("alpha")
     store.create_build(app, description="", user="root")
-    assert store.fail_unfinished_builds() == 1
+    store.create_release(
+        app,
+        description="Deploy",
+        slug_digest="abc",
+        config={},
+        process_types={},
+        user="root",
+        status=ReleaseStatus.PENDING,
+    )
+    assert store.fail_unfinished() == 2
     assert store.builds(app)[0].status.value == "failed"
+    assert store.releases(app)[0].status is ReleaseStatus.FAILED
