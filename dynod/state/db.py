@@ -33,28 +33,28 @@ from dynod.state.records import (
 
 class Store:
     def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(path, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self.db = sqlite3.connect(path, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.execute("PRAGMA synchronous=NORMAL")
         schema = resources.files("dynod.state").joinpath("schema.sql").read_text()
-        self._db.executescript(schema)
+        self.db.executescript(schema)
 
     def close(self) -> None:
-        self._db.close()
+        self.db.close()
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
         try:
-            yield self._db
+            yield self.db
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self.db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
+        self.db.execute("COMMIT")
 
-    def _next(self, db: sqlite3.Connection, name: str) -> int:
+    def next_value(self, db: sqlite3.Connection, name: str) -> int:
         row = db.execute(
             "SELECT value FROM counters WHERE name = ?", (name,)
         ).fetchone()
@@ -70,10 +70,10 @@ class Store:
 
     def create_app(self, name: str) -> App:
         now = time.time()
-        with self._tx() as db:
+        with self.tx() as db:
             if db.execute("SELECT 1 FROM apps WHERE name = ?", (name,)).fetchone():
                 raise Conflict(f"Name {name} is already taken: choose another name.")
-            uid_index = self._next(db, "uid_index")
+            uid_index = self.next_value(db, "uid_index")
             app_id = str(uuid.uuid4())
             db.execute(
                 "INSERT INTO apps(id, name, uid_index, created_at, updated_at) "
@@ -83,11 +83,11 @@ class Store:
         return self.app(name)
 
     def apps(self) -> list[App]:
-        rows = self._db.execute("SELECT * FROM apps ORDER BY name").fetchall()
+        rows = self.db.execute("SELECT * FROM apps ORDER BY name").fetchall()
         return [_app(r) for r in rows]
 
     def app(self, name: str) -> App:
-        row = self._db.execute("SELECT * FROM apps WHERE name = ?", (name,)).fetchone()
+        row = self.db.execute("SELECT * FROM apps WHERE name = ?", (name,)).fetchone()
         if row is None:
             raise NotFound(
                 f"Couldn't find that app: {name}. Run `dynoctl apps` to list apps."
@@ -95,7 +95,7 @@ class Store:
         return _app(row)
 
     def delete_app(self, name: str) -> None:
-        with self._tx() as db:
+        with self.tx() as db:
             db.execute("DELETE FROM apps WHERE name = ?", (name,))
 
     def update_app(self, name: str, **values: Any) -> App:
@@ -110,7 +110,7 @@ class Store:
                 encoded[key] = value
         encoded["updated_at"] = time.time()
         assignments = ", ".join(f"{k} = ?" for k in encoded)
-        with self._tx() as db:
+        with self.tx() as db:
             db.execute(
                 f"UPDATE apps SET {assignments} WHERE name = ?",
                 (*encoded.values(), name),
@@ -132,8 +132,8 @@ class Store:
     ) -> Release:
         now = time.time()
         release_id = str(uuid.uuid4())
-        with self._tx() as db:
-            version = self._next(db, f"release:{app.id}")
+        with self.tx() as db:
+            version = self.next_value(db, f"release:{app.id}")
             db.execute(
                 "INSERT INTO releases(id, app_id, version, description, status, "
                 "slug_digest, config, process_types, user, created_at, updated_at) "
@@ -155,7 +155,7 @@ class Store:
         return self.release(app, str(version))
 
     def set_release_status(self, release: Release, status: ReleaseStatus) -> Release:
-        with self._tx() as db:
+        with self.tx() as db:
             db.execute(
                 "UPDATE releases SET status = ?, updated_at = ? WHERE id = ?",
                 (status.value, time.time(), release.id),
@@ -163,7 +163,7 @@ class Store:
         return self.release_by_id(release.id)
 
     def releases(self, app: App, limit: int | None = None) -> list[Release]:
-        rows = self._db.execute(
+        rows = self.db.execute(
             "SELECT * FROM releases WHERE app_id = ? ORDER BY version DESC LIMIT ?",
             (app.id, -1 if limit is None else limit),
         ).fetchall()
@@ -173,12 +173,12 @@ class Store:
         """A release by version (``7`` or ``v7``) or by id."""
         text = ref[1:] if ref[:1] in ("v", "V") else ref
         if text.isdigit():
-            row = self._db.execute(
+            row = self.db.execute(
                 "SELECT * FROM releases WHERE app_id = ? AND version = ?",
                 (app.id, int(text)),
             ).fetchone()
         else:
-            row = self._db.execute(
+            row = self.db.execute(
                 "SELECT * FROM releases WHERE app_id = ? AND id = ?", (app.id, ref)
             ).fetchone()
         if row is None:
@@ -189,7 +189,7 @@ class Store:
         return _release(row)
 
     def release_by_id(self, release_id: str) -> Release:
-        row = self._db.execute(
+        row = self.db.execute(
             "SELECT * FROM releases WHERE id = ?", (release_id,)
         ).fetchone()
         if row is None:
@@ -197,7 +197,7 @@ class Store:
         return _release(row)
 
     def slug_digests_in_use(self) -> set[str]:
-        rows = self._db.execute(
+        rows = self.db.execute(
             "SELECT DISTINCT slug_digest FROM releases WHERE slug_digest IS NOT NULL"
         ).fetchall()
         return {r["slug_digest"] for r in rows}
@@ -207,7 +207,7 @@ class Store:
     def create_build(self, app: App, *, description: str, user: str) -> Build:
         now = time.time()
         build_id = str(uuid.uuid4())
-        with self._tx() as db:
+        with self.tx() as db:
             db.execute(
                 "INSERT INTO builds(id, app_id, status, description, user, "
                 "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -232,7 +232,7 @@ class Store:
         slug_digest: str | None = None,
         release_version: int | None = None,
     ) -> Build:
-        with self._tx() as db:
+        with self.tx() as db:
             db.execute(
                 "UPDATE builds SET status = ?, buildpack = ?, slug_digest = ?, "
                 "release_version = ?, updated_at = ? WHERE id = ?",
@@ -245,19 +245,19 @@ class Store:
                     build.id,
                 ),
             )
-        row = self._db.execute(
+        row = self.db.execute(
             "SELECT * FROM builds WHERE id = ?", (build.id,)
         ).fetchone()
         return _build(row)
 
     def builds(self, app: App) -> list[Build]:
-        rows = self._db.execute(
+        rows = self.db.execute(
             "SELECT * FROM builds WHERE app_id = ? ORDER BY created_at", (app.id,)
         ).fetchall()
         return [_build(r) for r in rows]
 
     def build(self, app: App, build_id: str) -> Build:
-        row = self._db.execute(
+        row = self.db.execute(
             "SELECT * FROM builds WHERE app_id = ? AND id = ?", (app.id, build_id)
         ).fetchone()
         if row is None:
@@ -271,7 +271,7 @@ class Store:
         release phase never finished them, and nothing else will.
         """
         now = time.time()
-        with self._tx() as db:
+        with self.tx() as db:
             builds = db.execute(
                 "UPDATE builds SET status = ?, updated_at = ? WHERE status = ?",
                 (BuildStatus.FAILED.value, now, BuildStatus.PENDING.value),
@@ -285,14 +285,14 @@ class Store:
     # Formation
 
     def formation(self, app: App) -> list[FormationEntry]:
-        rows = self._db.execute(
+        rows = self.db.execute(
             "SELECT type, quantity, size FROM formation WHERE app_id = ? ORDER BY type",
             (app.id,),
         ).fetchall()
         return [FormationEntry(r["type"], r["quantity"], r["size"]) for r in rows]
 
     def set_formation(self, app: App, entries: list[FormationEntry]) -> None:
-        with self._tx() as db:
+        with self.tx() as db:
             for e in entries:
                 db.execute(
                     "INSERT INTO formation(app_id, type, quantity, size) "

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -19,9 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.integration.core.conftest import (
+from tests.support.daemon import (
     EXAMPLE_APP,
-    VENV_BIN,
     make_daemon,
 )
 
@@ -59,10 +57,7 @@ def main() -> None:
             f"median deploy → first 200: {statistics.median(times):.2f} s (goal < 5 s)"
         )
     finally:
-        daemon.stop()
-        subprocess.run(
-            [str(VENV_BIN / "dynod"), "teardown", *daemon.flags], check=False
-        )
+        daemon.destroy()
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.core.conftest import EXAMPLE_APP, REPO, Daemon
+from tests.support.daemon import EXAMPLE_APP, REPO, Daemon
 
 pytestmark = pytest.mark.integration
 

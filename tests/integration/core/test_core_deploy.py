@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
+from pathlib import Path
 
 import pytest
 
-from tests.integration.core.conftest import EXAMPLE_APP, Daemon
+from tests.support.daemon import EXAMPLE_APP, Daemon
 
 pytestmark = pytest.mark.integration
 
@@ -72,6 +74,20 @@ def test_rollback_restores_old_config(deployed: Daemon) -> None:
     latest = deployed.ctl_json("releases", "-a", APP)[0]
     assert latest["description"] == f"Rollback to v{before}"
     assert latest["version"] == before + 2
+
+
+def test_rollback_restores_old_code(deployed: Daemon, tmp_path: Path) -> None:
+    before = deployed.ctl_json("releases", "-a", APP)[0]["version"]
+    changed = tmp_path / "app"
+    shutil.copytree(EXAMPLE_APP, changed)
+    app_py = changed / "app.py"
+    app_py.write_text(app_py.read_text().replace("Hello from", "Howdy from"))
+    deployed.ctl("deploy", "-a", APP, str(changed))
+    deployed.wait_for(APP, "/", "Howdy from web.1")
+    deployed.ctl("rollback", "-a", APP, f"v{before}")
+    deployed.wait_for(APP, "/", "Hello from web.1")
+    status, body = deployed.get(APP, "/")
+    assert status == 200 and "Howdy" not in body
 
 
 def test_inside_a_dyno(deployed: Daemon) -> None:

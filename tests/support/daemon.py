@@ -1,9 +1,9 @@
-"""A real dynod for integration tests: its own instance, dirs, subnet and ports.
+"""A real dynod for tests and benchmarks: its own instance, dirs, subnet, ports.
 
-The daemon runs as a subprocess exactly as users run it (``dynod serve``); tests
-drive it with the real ``dynoctl`` and real HTTP through its router.  Teardown
-stops the daemon and runs ``dynod teardown`` so no dyno, router, cgroup, link or
-firewall rule outlives the module (the session's leak check verifies it).
+The daemon runs as a subprocess exactly as users run it (``dynod serve``);
+tests drive it with the real ``dynoctl`` and real HTTP through its router.
+:meth:`Daemon.destroy` stops it and runs ``dynod teardown``, so no dyno,
+router, cgroup, link or firewall rule outlives it.
 """
 
 from __future__ import annotations
@@ -12,24 +12,21 @@ import http.client
 import json
 import os
 import random
-import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import new_instance
+from tests.support.names import new_instance
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO / ".venv" / "bin"
 EXAMPLE_APP = REPO / "examples" / "python-app"
 
@@ -158,13 +155,15 @@ class Daemon:
     def log(self) -> str:
         return (self.state_dir.parent / "dynod.log").read_text()
 
-
-@pytest.fixture(scope="session")
-def shared_stack_dir() -> Iterator[Path]:
-    """One stack for every daemon of the session: it takes seconds to make."""
-    path = Path(tempfile.mkdtemp(prefix="dynod-stacks-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    def destroy(self) -> None:
+        """Stop the daemon and remove every kernel object its instance made."""
+        self.stop()
+        subprocess.run(
+            [str(VENV_BIN / "dynod"), "teardown", *self.flags],
+            check=False,
+            capture_output=True,
+            timeout=120,
+        )
 
 
 def make_daemon(base: Path, stack_dir: Path) -> Daemon:
@@ -193,21 +192,3 @@ def make_daemon(base: Path, stack_dir: Path) -> Daemon:
         str(base / "none.toml"),
     ]
     return Daemon(instance, state_dir, run_dir, http_port, subnet, flags)
-
-
-@pytest.fixture(scope="module")
-def dynod(shared_stack_dir: Path) -> Iterator[Daemon]:
-    base = Path(tempfile.mkdtemp(prefix="dynod-it-"))
-    daemon = make_daemon(base, shared_stack_dir)
-    try:
-        daemon.start()
-        yield daemon
-    finally:
-        daemon.stop()
-        subprocess.run(
-            [str(VENV_BIN / "dynod"), "teardown", *daemon.flags],
-            check=False,
-            capture_output=True,
-            timeout=120,
-        )
-        shutil.rmtree(base, ignore_errors=True)
