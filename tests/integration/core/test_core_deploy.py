@@ -65,15 +65,17 @@ def test_config_change_is_a_release_visible_in_the_app(deployed: Daemon) -> None
 
 
 def test_rollback_restores_old_config(deployed: Daemon) -> None:
-    releases = deployed.ctl_json("releases", "-a", APP)
-    before = releases[0]["version"]
+    deployed.ctl("config:set", "-a", APP, "GREETING=first")
+    deployed.wait_for(APP, "/env/GREETING", "first")
+    before = deployed.ctl_json("releases", "-a", APP)[0]["version"]
     deployed.ctl("config:set", "-a", APP, "GREETING=second")
     deployed.wait_for(APP, "/env/GREETING", "second")
     deployed.ctl("rollback", "-a", APP, f"v{before}")
-    deployed.wait_for(APP, "/env/GREETING", "hi there")
+    deployed.wait_for(APP, "/env/GREETING", "first")
     latest = deployed.ctl_json("releases", "-a", APP)[0]
     assert latest["description"] == f"Rollback to v{before}"
     assert latest["version"] == before + 2
+    assert deployed.ctl_json("config", "-a", APP)["GREETING"] == "first"
 
 
 def test_rollback_restores_old_code(deployed: Daemon, tmp_path: Path) -> None:
