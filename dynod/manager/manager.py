@@ -206,6 +206,9 @@ class Manager:
                 await asyncio.sleep(BOOT_POLL)
             old.draining = True
             self.publish_routes()
+            # Once every router worker serves a table without the old dyno, no
+            # new request reaches it; the grace lets requests in flight finish.
+            await self.routes.wait_acknowledged(self.routes.version)
             await asyncio.sleep(DRAIN_GRACE)
         await self._stop(old, app)
 
@@ -339,6 +342,8 @@ class Manager:
         dyno.stopping = True
         dyno.draining = True
         self.publish_routes()
+        if dyno.is_web:
+            await self.routes.wait_acknowledged(self.routes.version)
         timeout = app.settings.stop_timeout if app else 30.0
         self._event(dyno, "Stopping all processes with SIGTERM")
         killed = await self.agent.stop(dyno.dyno_id, timeout)

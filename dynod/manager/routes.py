@@ -7,10 +7,14 @@ dynod is down the routers keep the last table they read.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from dynod.router.watcher import ACKS_DIR
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,38 @@ class RoutePublisher:
         self.path = run_dir / "routes.json"
         self.version = 0
         self._last: dict[str, AppRoute] | None = None
+
+    def acknowledged(self) -> int:
+        """The oldest table version that every live router worker serves.
+
+        Workers write the version they serve to ``router-acks/<pid>``; files of
+        workers that are gone are ignored.  Returns the current version when no
+        worker is running (nothing can still be sending to an old dyno).
+        """
+        oldest = self.version
+        try:
+            entries = list(os.scandir(self.path.parent / ACKS_DIR))
+        except FileNotFoundError:
+            return oldest
+        for entry in entries:
+            if not entry.name.isdigit():
+                continue
+            if not os.path.exists(f"/proc/{entry.name}"):
+                continue
+            try:
+                oldest = min(oldest, int(Path(entry.path).read_text()))
+            except (OSError, ValueError):
+                continue
+        return oldest
+
+    async def wait_acknowledged(self, version: int, timeout: float = 2.0) -> bool:
+        """Wait until every router worker serves ``version`` or newer."""
+        deadline = time.monotonic() + timeout
+        while self.acknowledged() < version:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
 
     def publish(self, apps: dict[str, AppRoute]) -> bool:
         """Write the table if it changed; returns True when a new one was written."""

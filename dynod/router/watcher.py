@@ -5,6 +5,11 @@ every ``table_poll`` seconds (50 ms by default) is cheap and catches it.  A
 table that fails to parse is logged once and ignored: the worker keeps serving
 with the last good one.  A missing file also keeps the last table, because
 dynod being away must not take apps offline.
+
+After each swap the worker acknowledges the version it now serves by writing it
+to ``<run_dir>/router-acks/<worker pid>`` (temp file + rename), so dynod can
+wait until every live worker has stopped sending new requests to a dyno before
+it stops that dyno.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dynod.router.table import RouteTable, RouteTableError, parse_table
 log = structlog.get_logger("dynod.router")
 
 _FileKey = tuple[int, int, int, int]
+ACKS_DIR = "router-acks"
 
 
 class TableWatcher:
@@ -67,7 +73,18 @@ class TableWatcher:
         for reason in table.rejected:
             log.warning("route table entry dropped", reason=reason)
         self._on_table(table)
+        self._acknowledge(table.version)
         return True
+
+    def _acknowledge(self, version: int) -> None:
+        acks = self._path.parent / ACKS_DIR
+        try:
+            acks.mkdir(exist_ok=True)
+            tmp = acks / f".{os.getpid()}.tmp"
+            tmp.write_text(str(version))
+            os.replace(tmp, acks / str(os.getpid()))
+        except OSError as exc:
+            log.warning("route table ack failed", error=str(exc))
 
     def _schedule(self) -> None:
         loop = asyncio.get_running_loop()
