@@ -86,7 +86,7 @@ def finish_deploy(s: Session, build: dict[str, Any]) -> None:
             f"Release v{version} failed in its release phase and did not go live; "
             f"see `dynoctl releases:output v{version} -a {s.app}`."
         )
-    s.out.info(f"Launching... done, v{version}")
+    s.out.info(f"Released v{version}")
 
 
 class Meter:

@@ -60,7 +60,7 @@ def test_deploy_directory(fake: FakeApi, dynoctl: Dynoctl, source: Path) -> None
     assert result.exit_code == 0, result.output
     assert result.stdout == "-----> Python app detected\n-----> Done\n"
     assert "Uploading source... " in result.stderr
-    assert result.stderr.endswith("Launching... done, v7\n")
+    assert "Released v7" in result.stderr
 
     # The body is the packed directory, without .git; the buildpack rides along.
     upload = fake.sent("POST")[0]
@@ -92,7 +92,7 @@ def test_deploy_failed_build_exits_1(
     assert result.exit_code == 1
     assert "-----> Done" in result.stdout
     assert " !    Build b1 failed" in result.stderr
-    assert "Launching" not in result.stderr
+    assert "Released" not in result.stderr
 
 
 def test_deploy_failed_release_phase_exits_1(
