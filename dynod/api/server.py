@@ -24,6 +24,7 @@ from aiohttp import web
 from dynod import validation
 from dynod.api import views
 from dynod.api.attach import bridge
+from dynod.api.openapi import describe
 from dynod.config import Config
 from dynod.errors import DynodError, InvalidArchive, NotFound, UserInputError
 from dynod.logs.hub import LogHub
@@ -65,6 +66,7 @@ def make_app(api: Api) -> web.Application:
     app = web.Application(middlewares=[_errors], client_max_size=1024**2)
     app[API] = api
     app.add_routes(routes)
+    app.router.add_get("/openapi.json", serve_openapi)
     return app
 
 
@@ -86,6 +88,11 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             },
             status=exc.status,
         )
+
+
+async def serve_openapi(request: web.Request) -> web.Response:
+    """The OpenAPI description of this API."""
+    return web.json_response(describe(request.app))
 
 
 def _api(request: web.Request) -> Api:
@@ -121,12 +128,18 @@ async def _json(request: web.Request) -> Any:
 
 @routes.get("/apps")
 async def list_apps(request: web.Request) -> web.Response:
+    """List apps."""
     api = _api(request)
     return web.json_response([views.app_view(a, api.config) for a in api.store.apps()])
 
 
 @routes.post("/apps")
 async def create_app(request: web.Request) -> web.Response:
+    """Create an app.
+
+    Body: ``{"name": "myapp"}``; 201 with the app, 422 for an invalid name, 409
+    when the name is taken.
+    """
     api = _api(request)
     body = await _json(request)
     name = validation.app_name(body.get("name") if isinstance(body, dict) else None)
@@ -138,11 +151,13 @@ async def create_app(request: web.Request) -> web.Response:
 
 @routes.get("/apps/{app}")
 async def show_app(request: web.Request) -> web.Response:
+    """Show an app."""
     return web.json_response(views.app_view(_app(request), _api(request).config))
 
 
 @routes.delete("/apps/{app}")
 async def destroy_app(request: web.Request) -> web.Response:
+    """Destroy an app: its dynos stop, its state and logs go."""
     api = _api(request)
     app = _app(request)
     await api.manager.destroy_app(app)
@@ -190,11 +205,17 @@ async def update_settings(request: web.Request) -> web.Response:
 
 @routes.get("/apps/{app}/config-vars")
 async def show_config(request: web.Request) -> web.Response:
+    """Show an app's config vars as one object."""
     return web.json_response(_app(request).config)
 
 
 @routes.patch("/apps/{app}/config-vars")
 async def update_config(request: web.Request) -> web.Response:
+    """Set and unset config vars; a new release rolls the dynos.
+
+    Body: ``{"KEY": "value", "OLD": null}`` (null unsets).  Returns the whole
+    config.
+    """
     api = _api(request)
     app = _app(request)
     new = validation.config_changes(await _json(request), app.config)
@@ -207,6 +228,12 @@ async def update_config(request: web.Request) -> web.Response:
 
 @routes.post("/apps/{app}/builds")
 async def create_build(request: web.Request) -> web.Response:
+    """Upload source (a tar.gz body) and start a build.
+
+    Query: ``buildpack`` (a shipped name or a path on the host) and
+    ``description``.  201 with the pending build; follow its
+    ``output_stream_url`` for the output.
+    """
     api = _api(request)
     app = _app(request)
     # Stream the upload to disk: sources can be far bigger than memory allows.
@@ -241,6 +268,7 @@ async def create_build(request: web.Request) -> web.Response:
 
 @routes.get("/apps/{app}/builds")
 async def list_builds(request: web.Request) -> web.Response:
+    """List an app's builds."""
     app = _app(request)
     builds = _api(request).store.builds(app)
     return web.json_response([views.build_view(app, b) for b in builds])
@@ -248,6 +276,7 @@ async def list_builds(request: web.Request) -> web.Response:
 
 @routes.get("/apps/{app}/builds/{id}")
 async def show_build(request: web.Request) -> web.Response:
+    """Show a build."""
     app = _app(request)
     build = _api(request).store.build(app, request.match_info["id"])
     return web.json_response(views.build_view(app, build))
@@ -255,6 +284,7 @@ async def show_build(request: web.Request) -> web.Response:
 
 @routes.delete("/apps/{app}/builds/{id}")
 async def cancel_build(request: web.Request) -> web.Response:
+    """Cancel a running build."""
     api = _api(request)
     app = _app(request)
     build = api.store.build(app, request.match_info["id"])
@@ -264,6 +294,7 @@ async def cancel_build(request: web.Request) -> web.Response:
 
 @routes.get("/apps/{app}/builds/{id}/output")
 async def build_output(request: web.Request) -> web.StreamResponse:
+    """Stream a build's output (text) from the start until it ends."""
     api = _api(request)
     app = _app(request)
     build = api.store.build(app, request.match_info["id"])
@@ -272,6 +303,7 @@ async def build_output(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/apps/{app}/releases/{ref}/output")
 async def release_output(request: web.Request) -> web.StreamResponse:
+    """Stream a release's release-phase output (text)."""
     api = _api(request)
     release = api.store.release(_app(request), request.match_info["ref"])
     return await _stream_output(request, release.id, "releases")
@@ -300,6 +332,7 @@ async def _stream_output(
 
 @routes.get("/apps/{app}/releases")
 async def list_releases(request: web.Request) -> web.Response:
+    """List releases, oldest first; ``limit`` keeps the newest N."""
     app = _app(request)
     try:
         limit = int(request.query["limit"]) if "limit" in request.query else None
@@ -311,6 +344,7 @@ async def list_releases(request: web.Request) -> web.Response:
 
 @routes.get("/apps/{app}/releases/{ref}")
 async def show_release(request: web.Request) -> web.Response:
+    """Show a release by version (``v3`` or ``3``) or id."""
     app = _app(request)
     release = _api(request).store.release(app, request.match_info["ref"])
     return web.json_response(views.release_view(app, release))
@@ -318,6 +352,10 @@ async def show_release(request: web.Request) -> web.Response:
 
 @routes.post("/apps/{app}/releases")
 async def rollback(request: web.Request) -> web.Response:
+    """Roll back: a new release with the target's slug and config.
+
+    Body: ``{"release": "v3"}`` (version or id).
+    """
     api = _api(request)
     app = _app(request)
     body = await _json(request)

@@ -3,6 +3,7 @@
 dynod serve [OPTIONS]      run the daemon in the foreground
 dynod teardown [OPTIONS]   stop every dyno and the router, remove every
                            kernel object and firewall rule of an instance
+dynod openapi              print the OpenAPI description of the API
 """
 
 from __future__ import annotations
@@ -114,6 +115,22 @@ def teardown(config_file: Path | None, **overrides: Any) -> None:
     from dynod.daemon.daemon import teardown as run_teardown
 
     asyncio.run(run_teardown(_load(config_file, **overrides)))
+
+
+@cli.command()
+def openapi() -> None:
+    """Print the OpenAPI description of the API (JSON).
+
+    The same document is served at GET /openapi.json and kept in the repository
+    as dynod/api/openapi.json.
+    """
+    import json
+    from typing import cast
+
+    from dynod.api.openapi import describe
+    from dynod.api.server import Api, make_app
+
+    click.echo(json.dumps(describe(make_app(cast(Api, None))), indent=2))
 
 
 def main() -> None:
