@@ -65,6 +65,13 @@ class Config:
                 f"Instance name {self.instance!r} is invalid: use 1-8 lowercase "
                 "letters and digits, starting with a letter."
             )
+        if self.api_listen is not None:
+            _, _, port = self.api_listen.rpartition(":")
+            if not port.isdigit() or not 0 < int(port) < 65536:
+                raise UserInputError(
+                    f"API listener {self.api_listen!r} is invalid: use HOST:PORT, "
+                    "for example 127.0.0.1:5000."
+                )
         if self.dyno_subnet.prefixlen > 28:
             raise UserInputError(
                 f"Dyno subnet {self.dyno_subnet} is too small: use a /28 or larger."

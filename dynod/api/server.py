@@ -22,7 +22,7 @@ import structlog
 from aiohttp import web
 
 from dynod import validation
-from dynod.api import views
+from dynod.api import auth, views
 from dynod.api.attach import bridge
 from dynod.api.openapi import describe
 from dynod.config import Config
@@ -63,9 +63,15 @@ API = web.AppKey("api", Api)
 
 
 def make_app(api: Api) -> web.Application:
-    app = web.Application(middlewares=[_errors], client_max_size=1024**2)
+    # Errors outermost, so a refused token gets the same JSON error shape.
+    app = web.Application(
+        middlewares=[_errors, auth.require_token], client_max_size=1024**2
+    )
     app[API] = api
+    if api is not None:
+        app[auth.STORE] = api.store
     app.add_routes(routes)
+    app.add_routes(auth.routes)
     app.router.add_get("/openapi.json", serve_openapi)
     return app
 

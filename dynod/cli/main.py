@@ -7,7 +7,16 @@ from typing import Any
 import click
 
 from dynod.cli.base import Failure
-from dynod.cli.commands import apps, builds, config, logs, ps, releases, run
+from dynod.cli.commands import (
+    apps,
+    authorizations,
+    builds,
+    config,
+    logs,
+    ps,
+    releases,
+    run,
+)
 from dynod.errors import DynodError
 
 
@@ -49,7 +58,7 @@ def cli() -> None:
     """
 
 
-for module in (apps, builds, releases, config, ps, run, logs):
+for module in (apps, builds, releases, config, ps, run, logs, authorizations):
     for cmd in module.COMMANDS:
         cli.add_command(cmd)
 

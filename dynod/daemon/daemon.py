@@ -139,6 +139,10 @@ class Daemon:
         site = web.UnixSite(runner, str(c.api_socket))
         await site.start()
         _restrict_socket(c.api_socket)
+        if c.api_listen:
+            # Token-protected (see dynod.api.auth); for remote dynoctl and heroku.
+            host, _, port = c.api_listen.rpartition(":")
+            await web.TCPSite(runner, host.strip("[]") or None, int(port)).start()
         log.info("dynod ready", api=str(c.api_socket), http_port=c.http_port)
 
         loop = asyncio.get_running_loop()

@@ -54,3 +54,12 @@ CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
+
+-- API tokens for the TCP listener (and the heroku CLI's HEROKU_API_KEY).  Only a
+-- SHA-256 of each token is kept: the token itself is shown once, at creation.
+CREATE TABLE IF NOT EXISTS authorizations (
+    id TEXT PRIMARY KEY,
+    token_sha256 TEXT NOT NULL UNIQUE,
+    description TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL
+);
