@@ -1,9 +1,12 @@
 """A small synchronous client for the dynod JSON API.
 
 Commands call :meth:`Client.request` and the streaming helpers as plain
-functions; underneath, one private event loop drives one aiohttp session, so a
-command never has to know about asyncio.  The WebSocket attach of ``run`` is the
-one caller that works with the loop directly (see :mod:`dynod.cli.attach`).
+functions.  They go over the standard library's ``http.client``: a CLI starts
+for every command, and importing an asynchronous HTTP stack would cost every
+command a tenth of a second.  The WebSocket attach of ``run`` is the one caller
+that needs aiohttp and an event loop; :meth:`Client.session` and
+:meth:`Client.run` import and make them on first use (see
+:mod:`dynod.cli.attach`).
 
 ``$DYNOD_API`` names the endpoint: ``unix:/run/dynod/api.sock`` (the default)
 or ``http://HOST:PORT``, where every request carries
@@ -15,23 +18,28 @@ server's own sentence), :class:`ApiUnreachable` when there is no API to talk to.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import http.client
 import json as jsonlib
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+import socket
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import IO, Any, TypeVar
-from urllib.parse import urlsplit
-
-import aiohttp
+from typing import IO, TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlencode, urlsplit
 
 from dynod.errors import DynodError, UserInputError
+
+if TYPE_CHECKING:
+    import asyncio
+
+    import aiohttp
 
 DEFAULT_API = "unix:/run/dynod/api.sock"
 _CONNECT_TIMEOUT = 10.0
 # A plain request may wait on the server doing real work (a rollback, a scale).
 _READ_TIMEOUT = 300.0
 _UPLOAD_CHUNK = 256 * 1024
+_STREAM_CHUNK = 64 * 1024
 
 T = TypeVar("T")
 Params = Mapping[str, str | int | bool | None]
@@ -75,8 +83,26 @@ class Endpoint:
         )
 
 
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over a unix socket (the API's default home)."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
 class Client:
-    """One connection pool to the API, used from synchronous code.
+    """Talks to the API from synchronous code; one connection per request.
 
     Not thread-safe.  Call :meth:`close` when done (the CLI does it as each
     command ends).
@@ -84,8 +110,16 @@ class Client:
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
-        self.loop = asyncio.new_event_loop()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            import asyncio
+
+            self._loop = asyncio.new_event_loop()
+        return self._loop
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run one coroutine on the client's loop and return its result.
@@ -104,11 +138,13 @@ class Client:
             raise
 
     def close(self) -> None:
-        """Close the connection pool and the loop; the client is unusable after."""
+        """Close the WebSocket session and loop, if they were made."""
         if self._session is not None:
             self.run(self._session.close())
             self._session = None
-        self.loop.close()
+        if self._loop is not None:
+            self._loop.close()
+            self._loop = None
 
     def url(self, path: str) -> str:
         """The request URL for an API path or for a URL the API handed out.
@@ -130,7 +166,9 @@ class Client:
         return headers
 
     async def session(self) -> aiohttp.ClientSession:
-        """The shared session, made on first use inside the loop."""
+        """An aiohttp session for the WebSocket attach, made on first use."""
+        import aiohttp
+
         if self._session is None:
             connector: aiohttp.BaseConnector | None = None
             if self.endpoint.socket_path is not None:
@@ -140,47 +178,70 @@ class Client:
             )
         return self._session
 
-    async def open(
+    def _connection(self) -> http.client.HTTPConnection:
+        if self.endpoint.socket_path is not None:
+            return _UnixConnection(self.endpoint.socket_path, _CONNECT_TIMEOUT)
+        parts = urlsplit(self.endpoint.base_url)
+        kind = (
+            http.client.HTTPSConnection
+            if parts.scheme == "https"
+            else http.client.HTTPConnection
+        )
+        return kind(parts.hostname or "", parts.port, timeout=_CONNECT_TIMEOUT)
+
+    def open(
         self,
         method: str,
         path: str,
         *,
         params: Params | None = None,
-        json: Any = None,
-        data: Any = None,
+        body: bytes | Iterable[bytes] | None = None,
         headers: Mapping[str, str] | None = None,
         streaming: bool = False,
-    ) -> aiohttp.ClientResponse:
+    ) -> http.client.HTTPResponse:
         """Send a request; return the response once its status says success.
 
         Raises ApiError for a 4xx/5xx answer and ApiUnreachable when the
         connection cannot be made or breaks.
         """
-        session = await self.session()
-        timeout = aiohttp.ClientTimeout(
-            total=None,
-            sock_connect=_CONNECT_TIMEOUT,
-            sock_read=None if streaming else _READ_TIMEOUT,
+        target = urlsplit(self.url(path))
+        query = "&".join(
+            q for q in (target.query, urlencode(clean_params(params) or {})) if q
         )
+        conn = self._connection()
         try:
-            resp = await session.request(
+            conn.connect()
+        except OSError as exc:
+            conn.close()
+            raise unreachable(self.endpoint, exc) from exc
+        try:
+            # Streams may stay quiet for as long as nothing happens.
+            assert conn.sock is not None
+            conn.sock.settimeout(None if streaming else _READ_TIMEOUT)
+            conn.request(
                 method,
-                self.url(path),
-                params=clean_params(params),
-                json=json,
-                data=data,
-                headers=headers,
-                timeout=timeout,
+                target.path + (f"?{query}" if query else ""),
+                body=body,
+                headers={**self.headers(), **(headers or {})},
             )
-        except aiohttp.ClientConnectorError as exc:
-            raise unreachable(self.endpoint, exc.os_error) from exc
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            resp = conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
             raise broken(self.endpoint, method, path, exc) from exc
         if resp.status >= 400:
-            body = await resp.read()
-            resp.release()
-            raise api_error(resp.status, resp.reason or "", body, method, path)
+            data = resp.read()
+            conn.close()
+            raise api_error(resp.status, resp.reason or "", data, method, path)
         return resp
+
+    def _json(self, resp: http.client.HTTPResponse, method: str, path: str) -> Any:
+        try:
+            text = resp.read().decode("utf-8", "replace")
+        except (OSError, http.client.HTTPException) as exc:
+            raise broken(self.endpoint, method, path, exc) from exc
+        finally:
+            resp.close()
+        return jsonlib.loads(text) if text.strip() else None
 
     def request(
         self,
@@ -191,18 +252,10 @@ class Client:
         params: Params | None = None,
     ) -> Any:
         """Send one request and return the decoded JSON answer (None if empty)."""
-
-        async def call() -> Any:
-            resp = await self.open(method, path, params=params, json=json)
-            try:
-                text = await resp.text()
-            except aiohttp.ClientError as exc:
-                raise broken(self.endpoint, method, path, exc) from exc
-            finally:
-                resp.release()
-            return jsonlib.loads(text) if text.strip() else None
-
-        return self.run(call())
+        body = None if json is None else jsonlib.dumps(json).encode()
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        resp = self.open(method, path, params=params, body=body, headers=headers)
+        return self._json(resp, method, path)
 
     def upload(
         self,
@@ -219,7 +272,7 @@ class Client:
         ``progress(sent, size)`` is called after every chunk handed to the socket.
         """
 
-        async def chunks() -> Any:
+        def chunks() -> Iterator[bytes]:
             sent = 0
             while chunk := body.read(_UPLOAD_CHUNK):
                 yield chunk
@@ -227,35 +280,26 @@ class Client:
                 if progress is not None:
                     progress(sent, size)
 
-        async def call() -> Any:
-            # An explicit length keeps the body unchunked, so the server can
-            # refuse an oversized source before reading it.
-            headers = {"Content-Type": content_type, "Content-Length": str(size)}
-            resp = await self.open(
-                "POST", path, params=params, data=chunks(), headers=headers
-            )
-            try:
-                text = await resp.text()
-            finally:
-                resp.release()
-            return jsonlib.loads(text) if text.strip() else None
-
-        return self.run(call())
+        # An explicit length keeps the body unchunked, so the server can refuse
+        # an oversized source before reading it.
+        headers = {"Content-Type": content_type, "Content-Length": str(size)}
+        resp = self.open("POST", path, params=params, body=chunks(), headers=headers)
+        return self._json(resp, "POST", path)
 
     def stream(self, path: str, *, params: Params | None = None) -> Iterator[bytes]:
         """Yield the body of a GET as it arrives, until the server ends it."""
-        resp = self.run(self.open("GET", path, params=params, streaming=True))
+        resp = self.open("GET", path, params=params, streaming=True)
         try:
             while True:
                 try:
-                    chunk = self.run(resp.content.readany())
-                except aiohttp.ClientError as exc:
+                    chunk = resp.read1(_STREAM_CHUNK)
+                except (OSError, http.client.HTTPException) as exc:
                     raise broken(self.endpoint, "GET", path, exc) from exc
                 if not chunk:
                     return
                 yield chunk
         finally:
-            resp.release()
+            resp.close()
 
     def stream_lines(self, path: str, *, params: Params | None = None) -> Iterator[str]:
         """Yield the lines of a streamed text body, without their newlines."""

@@ -9,7 +9,6 @@ from typing import Any
 
 import click
 
-from dynod.cli.attach import run_attached, terminal_size
 from dynod.cli.base import Session, command
 from dynod.cli.parsing import parse_assignments
 
@@ -28,6 +27,8 @@ def dyno_body(
     """The ``POST /dynos`` body; a terminal session sends TERM and its size."""
     variables = parse_assignments(env, hint="'-e'")
     if tty:
+        from dynod.cli.attach import terminal_size
+
         cols, rows = terminal_size()
         variables = {
             "TERM": os.environ.get("TERM") or "xterm-256color",
@@ -79,6 +80,9 @@ def run(
     with s.out.action(f"Running `{cmd}` on {s.mark}") as step:
         dyno = s.client.request("POST", s.path("dynos"), body)
         step.outcome = f"{dyno.get('state', 'starting')}, {dyno['name']}"
+    # The WebSocket stack loads only for commands that attach.
+    from dynod.cli.attach import run_attached
+
     status = run_attached(s.client, dyno["attach_url"], tty_mode=tty)
     click.get_current_context().exit(status)
 
