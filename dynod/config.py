@@ -41,6 +41,10 @@ class Config:
     log_level: str = "info"
     # Per-app log history kept on disk.
     log_history_bytes: int = 64 * 1024 * 1024
+    # Lines per second one dyno may log; past it lines are dropped and counted.
+    log_rate_lines: int = 200_000
+    # Extra CA certificates (PEM) trusted for syslog+tls:// and https:// drains.
+    drain_ca_file: Path | None = None
     build_memory_bytes: int = 2048 * 1024 * 1024
     build_timeout: float = 25 * 60
     slug_max_bytes: int = 1024 * 1024 * 1024
@@ -50,6 +54,10 @@ class Config:
     # that name the same directory.
     stack_dir: Path | None = None
     buildpacks_dir: Path | None = None
+    # ACME directory for `certs:auto` (Let's Encrypt unless set), and a CA file
+    # to trust for it instead of the system's (a private or test ACME server).
+    acme_directory: str = "https://acme-v02.api.letsencrypt.org/directory"
+    acme_ca_file: Path | None = None
 
     @property
     def api_socket(self) -> Path:
@@ -80,7 +88,9 @@ class Config:
 
 
 def _coerce(name: str, value: Any) -> Any:
-    if name in {"state_dir", "run_dir", "stack_dir", "buildpacks_dir"}:
+    if name in {"state_dir", "run_dir", "stack_dir", "buildpacks_dir", "drain_ca_file"}:
+        return None if value is None else Path(value)
+    if name == "acme_ca_file":
         return None if value is None else Path(value)
     if name == "dyno_subnet":
         return ipaddress.IPv4Network(value)

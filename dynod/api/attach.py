@@ -22,6 +22,9 @@ from aiohttp import WSMsgType, web
 from dynod.manager.dynos import Dyno
 from dynod.manager.manager import Manager
 
+# How long the server waits for the client to close after the exit status.
+CLIENT_CLOSE_WAIT = 5.0
+
 
 async def bridge(ws: web.WebSocketResponse, manager: Manager, dyno: Dyno) -> None:
     assert dyno.handle is not None and dyno.handle.attach_fd is not None
@@ -70,6 +73,12 @@ async def bridge(ws: web.WebSocketResponse, manager: Manager, dyno: Dyno) -> Non
         # Everything the dyno wrote before exiting goes out before the status.
         await asyncio.wait_for(sender, timeout=5)
         await ws.send_str(json.dumps({"exit_status": status}))
+        # The client closes once it has the status.  Closing first would race
+        # with anything it is still sending (its stdin's end, say), and a
+        # client whose write fails on a closing connection drops the frames it
+        # has not read yet: the output and the status.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(receiver), timeout=CLIENT_CLOSE_WAIT)
         await ws.close()
     finally:
         loop.remove_reader(fd)

@@ -23,12 +23,24 @@ from aiohttp import web
 
 from dynod import validation
 from dynod.api import auth, views
+from dynod.api import certs as cert_api
+from dynod.api import domains as domain_api
+from dynod.api import drains as drain_api
+from dynod.api import features as features_api
+from dynod.api import metrics as metrics_api
 from dynod.api.attach import bridge
 from dynod.api.openapi import describe
 from dynod.config import Config
-from dynod.errors import DynodError, InvalidArchive, NotFound, UserInputError
+from dynod.errors import (
+    Conflict,
+    DynodError,
+    InvalidArchive,
+    NotFound,
+    UserInputError,
+)
 from dynod.logs.hub import LogHub
 from dynod.manager.manager import Manager
+from dynod.manager.states import ONE_OFF_TTL_MAX
 from dynod.releases.output import read_finished
 from dynod.releases.service import Releases
 from dynod.runtime.spec import DEFAULT_SIZE
@@ -72,6 +84,13 @@ def make_app(api: Api) -> web.Application:
         app[auth.STORE] = api.store
     app.add_routes(routes)
     app.add_routes(auth.routes)
+    app.add_routes(drain_api.routes)
+    app.add_routes(domain_api.routes)
+    app.add_routes(cert_api.routes)
+    app.add_routes(metrics_api.routes)
+    if api is not None:
+        app[features_api.STORE], app[features_api.HUB] = api.store, api.hub
+    app.add_routes(features_api.routes)
     app.router.add_get("/openapi.json", serve_openapi)
     return app
 
@@ -470,8 +489,26 @@ async def run_dyno(request: web.Request) -> web.Response:
         size=validation.size(body.get("size") or DEFAULT_SIZE),
         attach=bool(body.get("attach")),
         tty=bool(body.get("tty")),
+        time_to_live=_time_to_live(body.get("time_to_live")),
     )
     return web.json_response(views.dyno_view(app, dyno, None), status=201)
+
+
+def _time_to_live(value: object) -> float:
+    """A one-off's ``time_to_live`` in seconds: 1 to 86400, 86400 if absent."""
+    if value is None:
+        return ONE_OFF_TTL_MAX
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise UserInputError(
+            f"time_to_live={value!r} is invalid: use a number of seconds from 1 "
+            f"to {ONE_OFF_TTL_MAX:g}."
+        )
+    if not 1 <= value <= ONE_OFF_TTL_MAX:
+        raise UserInputError(
+            f"time_to_live={value:g} is out of range: use 1 to "
+            f"{ONE_OFF_TTL_MAX:g} seconds (24 hours)."
+        )
+    return float(value)
 
 
 @routes.get("/apps/{app}/dynos/{dyno}/attach")
@@ -481,9 +518,15 @@ async def attach_dyno(request: web.Request) -> web.StreamResponse:
     dyno = api.manager.find(app, request.match_info["dyno"])
     if not dyno.attached or dyno.handle is None or dyno.handle.attach_fd is None:
         raise NotFound(f"Dyno {dyno.name} is not waiting for a client to attach.")
+    if dyno.client_attached:
+        raise Conflict(f"Dyno {dyno.name} already has a client attached.")
+    dyno.client_attached = True
     ws = web.WebSocketResponse()
-    await ws.prepare(request)
-    await bridge(ws, api.manager, dyno)
+    try:
+        await ws.prepare(request)
+        await bridge(ws, api.manager, dyno)
+    finally:
+        api.manager.detach(dyno)
     return ws
 
 

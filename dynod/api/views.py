@@ -88,6 +88,10 @@ def dyno_view(app: App, dyno: Dyno, memory_bytes: int | None) -> dict[str, Any]:
         "created_at": iso(dyno.created_at),
         "updated_at": iso(dyno.state_since),
         "memory_bytes": memory_bytes,
+        # Crashed dynos: when the next start attempt is due.
+        "restart_at": iso(dyno.restart_at),
+        # One-offs: when their time-to-live ends.
+        "expires_at": iso(dyno.expires_at),
     }
     if dyno.attached:
         view["attach_url"] = f"/apps/{app.name}/dynos/{dyno.name}/attach"

@@ -6,7 +6,8 @@ Protocol (served at the dyno's ``attach_url``):
 - the client sends the text frame ``{"resize": [cols, rows]}`` when its
   terminal changes size, and ``{"eof": true}`` when its stdin ends (so that
   ``dynoctl run -- cat < file`` finishes);
-- the server sends the text frame ``{"exit_status": N}`` last, then closes.
+- the server sends the text frame ``{"exit_status": N}`` last; the client then
+  closes (the server waits for that, so nothing in flight is lost).
 
 When stdin is a terminal it is put in raw mode for the session (every key,
 Ctrl-C included, goes to the dyno) and always restored afterwards.
@@ -60,7 +61,13 @@ def start_reader(
     cannot watch; daemon, because a read blocked on a terminal must not keep
     the process alive once the dyno has exited.
     """
-    raw = source.fileno() if hasattr(source, "fileno") and source.isatty() else None
+    # Read the file descriptor itself when there is one: a daemon thread blocked
+    # inside a buffered reader holds its lock, and the interpreter aborts at
+    # exit when it finds that lock taken.
+    try:
+        raw: int | None = source.fileno()
+    except (AttributeError, OSError, ValueError):
+        raw = None
 
     def pump() -> None:
         while True:
@@ -143,6 +150,8 @@ async def attach(
                 control = json.loads(msg.data)
                 if isinstance(control, dict) and "exit_status" in control:
                     exit_status = int(control["exit_status"])
+                    # The session is over; closing is the client's turn.
+                    break
             elif msg.type == aiohttp.WSMsgType.ERROR:
                 raise broken(client.endpoint, "GET", url, ws.exception() or OSError())
     finally:

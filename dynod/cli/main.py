@@ -11,8 +11,14 @@ from dynod.cli.commands import (
     apps,
     authorizations,
     builds,
+    certs,
     config,
+    domains,
+    drains,
+    features,
     logs,
+    maintenance,
+    metrics,
     ps,
     releases,
     run,
@@ -58,9 +64,14 @@ def cli() -> None:
     """
 
 
-for module in (apps, builds, releases, config, ps, run, logs, authorizations):
+for module in (apps, builds, releases, config, ps, run, logs, drains, authorizations):
     for cmd in module.COMMANDS:
         cli.add_command(cmd)
+for module in (domains, certs, maintenance, metrics):
+    for cmd in module.COMMANDS:
+        cli.add_command(cmd)
+for cmd in features.COMMANDS:
+    cli.add_command(cmd)
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import grp
 import os
+import shutil
 import signal
 import uuid
 from ipaddress import IPv4Address
@@ -22,23 +23,33 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
+from dynod.api.drains import DRAINS
+from dynod.api.edge import EDGE, Edge
 from dynod.api.server import Api, make_app
 from dynod.build.builder import Builder
 from dynod.build.slugs import SlugStore
+from dynod.certs.acme import AcmeIssuer
+from dynod.certs.challenges import ChallengeTokens, challenge_dir
+from dynod.certs.publish import CertPublisher, cert_dir
+from dynod.certs.service import CertService
 from dynod.config import Config
 from dynod.daemon.router_supervisor import RouterSupervisor, stop_router
 from dynod.errors import NotFound
 from dynod.firewall import Firewall, FirewallPlan
+from dynod.firewall.iptables import SYSCTL_RECORD
+from dynod.firewall.webports import FirewalledRoutes, read_routes
+from dynod.logs.drains import DrainService
 from dynod.logs.hub import LogHub
 from dynod.logs.store import LogStore
 from dynod.manager.manager import Manager
-from dynod.manager.routes import RoutePublisher
+from dynod.metrics.registry import Metrics
 from dynod.releases.service import Releases
 from dynod.runtime.agent import DynoExit
 from dynod.runtime.local import LocalAgent
 from dynod.runtime.network import bridge_name
 from dynod.runtime.stack import ensure_default_stack
 from dynod.state.db import Store
+from dynod.state.drains import DrainRows
 
 log = structlog.get_logger("dynod.daemon")
 
@@ -93,12 +104,20 @@ class Daemon:
         failed = store.fail_unfinished()
         if failed:
             log.warning("marked unfinished builds and releases failed", count=failed)
-        hub = LogHub(LogStore(c.state_dir / "logs", c.log_history_bytes))
-        routes = RoutePublisher(c.run_dir)
+        hub = LogHub(
+            LogStore(c.state_dir / "logs", c.log_history_bytes), c.log_rate_lines
+        )
+        # Drains resume from their persisted cursors: nothing logged while
+        # dynod was down is lost for them.
+        drains = DrainService(hub, DrainRows(store), c.drain_ca_file)
+        drains.start()
         slugs = SlugStore(c.state_dir / "slugs")
         stack = await asyncio.to_thread(
             ensure_default_stack, c.stacks_dir, lambda m: log.info(m)
         )
+        # The firewall learns each web dyno before the router's table does.
+        firewall = Firewall(firewall_plan(c, stack.rootfs), state_file=SYSCTL_RECORD)
+        routes = FirewalledRoutes(c.run_dir, firewall)
 
         async def slug_dir(digest: str, uid: int, gid: int) -> Path:
             return await asyncio.to_thread(slugs.unpacked, digest, uid, gid)
@@ -109,8 +128,8 @@ class Daemon:
         agent = LocalAgent(c, manager)
         await agent.open()
         manager.agent = agent
-        firewall = Firewall(firewall_plan(c, stack.rootfs))
-        await asyncio.to_thread(firewall.apply)
+        routed = read_routes(c.run_dir / "routes.json")
+        await asyncio.to_thread(firewall.apply, routed)
         await manager.adopt()
 
         builder = Builder(
@@ -123,8 +142,26 @@ class Daemon:
         )
         releases = Releases(c, store, manager, hub, builder, stack.rootfs)
 
-        # Router: request lines come back per app name.
+        # Certificates: the router's directory is complete before it starts.
+        issuer = AcmeIssuer(
+            c.acme_directory,
+            c.state_dir / "acme",
+            ChallengeTokens(c.run_dir),
+            c.acme_ca_file,
+        )
+        certs = CertService(
+            c,
+            store,
+            lambda app_id, message: hub.emit(app_id, "dynod", "acm", message),
+            CertPublisher(c.run_dir),
+            issuer,
+        )
+        certs.prepare(c.state_dir / "certs")
+        metrics = Metrics()
+
+        # Router: request lines come back per app name, and feed the metrics.
         def router_line(app_name: str, line: str) -> None:
+            metrics.observe(app_name, line)
             with contextlib.suppress(NotFound):
                 hub.emit(store.app(app_name).id, "dynod", "router", line)
 
@@ -133,7 +170,11 @@ class Daemon:
         await manager.reconcile_all()
 
         # The API last: from here on requests can arrive.
-        runner = web.AppRunner(make_app(Api(c, store, manager, releases, hub)))
+        api_app = make_app(Api(c, store, manager, releases, hub))
+        api_app[DRAINS] = drains
+        api_app[EDGE] = Edge(c, store, manager, hub, certs, metrics)
+        certs.start()
+        runner = web.AppRunner(api_app)
         await runner.setup()
         c.api_socket.unlink(missing_ok=True)
         site = web.UnixSite(runner, str(c.api_socket))
@@ -153,10 +194,12 @@ class Daemon:
         # Stop serving; dynos, the router and the firewall stay for the next daemon.
         log.info("dynod stopping; dynos keep running")
         await runner.cleanup()
+        await certs.close()
         await releases.close()
         await manager.close()
         await router.close()
         await agent.close()
+        await drains.close()
         hub.close()
         store.close()
 
@@ -188,6 +231,9 @@ async def teardown(config: Config) -> None:
     agent = LocalAgent(config, _Quiet())
     await agent.open()
     await agent.destroy()
-    await asyncio.to_thread(Firewall(firewall_plan(config)).remove)
+    firewall = Firewall(firewall_plan(config), state_file=SYSCTL_RECORD)
+    await asyncio.to_thread(firewall.remove)
     for name in ("api.sock", "logs.sock", "routes.json", "router.pid"):
         (config.run_dir / name).unlink(missing_ok=True)
+    for published in (cert_dir(config.run_dir), challenge_dir(config.run_dir)):
+        shutil.rmtree(published, ignore_errors=True)

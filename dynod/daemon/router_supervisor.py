@@ -23,6 +23,7 @@ from pathlib import Path
 import psutil
 import structlog
 
+from dynod.certs.publish import cert_dir
 from dynod.config import Config
 
 log = structlog.get_logger("dynod.router.supervisor")
@@ -83,6 +84,11 @@ class RouterSupervisor:
             str(c.http_port),
             "--workers",
             str(c.router_workers),
+            # HTTPS with the certificates dynod publishes (dynod.certs.publish).
+            "--https-port",
+            str(c.https_port),
+            "--cert-dir",
+            str(cert_dir(c.run_dir)),
         ]
         # Its own session: a signal to dynod's process group leaves it running.
         subprocess.Popen(
@@ -111,9 +117,11 @@ class RouterSupervisor:
                 data = self._sock.recv(65536)
             except BlockingIOError:
                 return
-            app, _, line = data.decode("utf-8", "replace").partition("\n")
-            if line:
-                self.on_line(app, line)
+            # APP\nLINE records, several to a datagram, joined by newlines.
+            fields = data.decode("utf-8", "replace").split("\n")
+            for app, line in zip(fields[::2], fields[1::2], strict=False):
+                if line:
+                    self.on_line(app, line)
 
     async def close(self) -> None:
         """Stop listening; the router keeps serving for the next daemon."""

@@ -7,8 +7,8 @@ source: ``2026-12-03T18:12:23.123456+00:00 app[web.1]: hello``.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 # Lines over this many bytes are split into several events (as Logplex does).
 MAX_LINE_BYTES = 10000
@@ -24,9 +24,23 @@ class LogEvent:
     message: str
 
     def format(self) -> str:
-        when = datetime.fromtimestamp(self.timestamp, UTC)
-        stamp = when.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
-        return f"{stamp} {self.source}[{self.dyno}]: {self.message}"
+        return (
+            f"{format_stamp(self.timestamp)} {self.source}[{self.dyno}]: {self.message}"
+        )
+
+
+def format_stamp(when: float, micros: bool = True) -> str:
+    """RFC 3339 in UTC: ``2026-12-03T18:12:23.123456+00:00`` (RFC 5424 §6.2.3)."""
+    seconds = int(when)
+    t = time.gmtime(seconds)
+    base = (
+        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
+        f"T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+    )
+    if not micros:
+        return base + "+00:00"
+    fraction = min(round((when - seconds) * 1_000_000), 999_999)
+    return f"{base}.{fraction:06d}+00:00"
 
 
 def split_line(data: bytes) -> list[str]:

@@ -1,22 +1,39 @@
-"""The log hub: every event of every app goes through :meth:`LogHub.emit`.
+"""The log hub: every event of every app goes through it.
 
-An event is formatted once, appended to the app's on-disk history and offered to
-the app's live tails.  A tail that cannot keep up never slows the emitter: its
-queue is bounded, overflowing events are counted, and the tail is told how many
-it missed (as Logplex's L11 does) once it catches up.
+Two ways in.  :meth:`LogHub.emit` takes one platform event (manager, router,
+API) and formats it at once.  :meth:`LogHub.emit_output` is the hot path for
+dyno output: it only appends the raw line to the dyno's *flow*; at the end of
+the event-loop iteration every flow is formatted in one ``bytes.join`` with a
+prefix (timestamp, ``app[web.1]:``) computed once for the batch, and each app's
+batch goes to disk in one ``write``.  Order inside an app is kept: a flow is
+sealed into the app's batch whenever another writer of that app comes in between.
+
+A flow is rate-limited (a token bucket of ``rate_lines`` lines per second, one
+second of burst): past it, its lines are counted and dropped until the bucket
+refills, and the stream gets one line saying how many were dropped.
+
+A tail that cannot keep up never slows the emitter: its queue is bounded,
+overflowing events are counted, and the tail is told how many it missed (as
+Logplex's L11 does) once it catches up.  Drains learn of new history through
+:meth:`LogHub.watch`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Callable
 
-from dynod.logs.events import LogEvent, matches
+from dynod.logs.events import MAX_LINE_BYTES, LogEvent, format_stamp, matches
 from dynod.logs.store import LogStore
 
 TAIL_QUEUE = 10000
+DEFAULT_RATE_LINES = 200_000
+# How often a flow that keeps flooding is told again how much it lost.
+_NOTICE_EVERY = 1.0
+# A flow idle this long is forgotten (its bucket would be full again anyway).
+_IDLE_FLOW = 30.0
 
 
 class Tail:
@@ -42,14 +59,13 @@ class Tail:
             if line is None:
                 return
             if self.dropped:
-                since = datetime.fromtimestamp(self.dropped_since, UTC)
+                since = format_stamp(self.dropped_since, micros=False)
                 notice = LogEvent(
                     time.time(),
                     "dynod",
                     "logs",
                     f"Error L11 (Tail buffer overflow) -> This tail session dropped "
-                    f"{self.dropped} messages since "
-                    f"{since.strftime('%Y-%m-%dT%H:%M:%S+00:00')}",
+                    f"{self.dropped} messages since {since}",
                 )
                 self.dropped = 0
                 yield notice.format()
@@ -62,34 +78,229 @@ class Tail:
         self.queue.put_nowait(None)
 
 
+class _AppBatch:
+    """What one app got during this loop iteration, in order."""
+
+    __slots__ = ("app_id", "chunks", "open")
+
+    def __init__(self, app_id: str) -> None:
+        self.app_id = app_id
+        self.chunks: list[bytes] = []
+        self.open: _Flow | None = None
+
+
+class _Flow:
+    """One dyno's output: the lines of this iteration and its rate bucket."""
+
+    __slots__ = (
+        "app_id",
+        "batch",
+        "dropped",
+        "dropped_since",
+        "dropping",
+        "dyno",
+        "lines",
+        "refilled",
+        "tokens",
+        "told",
+    )
+
+    def __init__(self, app_id: str, dyno: str, tokens: float, now: float) -> None:
+        self.app_id = app_id
+        self.dyno = dyno.encode()
+        self.lines: list[bytes] = []
+        self.batch: _AppBatch | None = None
+        self.tokens = tokens
+        self.refilled = now
+        self.dropping = False
+        self.dropped = 0
+        self.dropped_since = 0.0
+        self.told = 0.0
+
+
 class LogHub:
-    def __init__(self, store: LogStore) -> None:
+    def __init__(
+        self,
+        store: LogStore,
+        rate_lines: int = DEFAULT_RATE_LINES,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store = store
+        self.rate_lines = rate_lines
+        self._clock = clock
         self._tails: dict[str, set[Tail]] = {}
+        self._watchers: dict[str, set[asyncio.Event]] = {}
+        self._flows: dict[str, _Flow] = {}
+        self._batches: dict[str, _AppBatch] = {}
+        self._busy: list[_Flow] = []
+        self._stamp: bytes | None = None
         self._flush_scheduled = False
+        self._swept = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._on_remove: list[Callable[[str], None]] = []
+
+    # The ways in
 
     def emit(self, app_id: str, source: str, dyno: str, message: str) -> None:
-        line = LogEvent(time.time(), source, dyno, message).format()
-        self.store.get(app_id).append(line)
+        """One platform (or app) event, formatted now."""
+        line = LogEvent(self._clock(), source, dyno, message).format()
+        batch = self._batch(app_id)
+        self._seal(batch)
+        batch.chunks.append(line.encode() + b"\n")
         for tail in self._tails.get(app_id, ()):
             tail.offer(line)
         self._schedule_flush()
 
+    def emit_output(self, key: str, app_id: str, dyno: str, line: bytes) -> None:
+        """One line a dyno wrote (no newline).  ``key`` names the dyno uniquely.
+
+        The caller guarantees ``len(line) <= MAX_LINE_BYTES`` (longer lines are
+        split here, slowly).
+        """
+        flow = self._flows.get(key)
+        if flow is None:
+            flow = self._flows[key] = _Flow(
+                app_id, dyno, float(self.rate_lines), self._clock()
+            )
+        if flow.dropping:
+            flow.dropped += 1
+            if not self._flush_scheduled:
+                self._schedule_flush()
+            return
+        if not flow.lines:
+            self._busy.append(flow)
+            batch = self._batch(app_id)
+            if batch.open is not flow:
+                self._seal(batch)
+                batch.open = flow
+            flow.batch = batch
+        elif flow.batch is not None and flow.batch.open is not flow:
+            # Another writer of this app came in between: keep the order.
+            self._seal(flow.batch)
+            flow.batch.open = flow
+        if len(line) > MAX_LINE_BYTES:
+            flow.lines.extend(
+                line[i : i + MAX_LINE_BYTES]
+                for i in range(0, len(line), MAX_LINE_BYTES)
+            )
+        else:
+            flow.lines.append(line)
+        if not self._flush_scheduled:
+            self._schedule_flush()
+
+    def forget(self, key: str) -> None:
+        """A dyno is gone: report what its flow dropped and free it."""
+        flow = self._flows.get(key)
+        if flow is None:
+            return
+        if flow.lines and flow.batch is not None:
+            self._seal(flow.batch)
+        if flow.dropped:
+            self._notice(flow)
+        del self._flows[key]
+
+    # Batching
+
+    def _batch(self, app_id: str) -> _AppBatch:
+        batch = self._batches.get(app_id)
+        if batch is None:
+            batch = self._batches[app_id] = _AppBatch(app_id)
+        return batch
+
+    def _seal(self, batch: _AppBatch) -> None:
+        """Format the app's open flow into its batch, with the iteration's prefix."""
+        flow, batch.open = batch.open, None
+        if flow is None or not flow.lines:
+            return
+        if self._stamp is None:
+            self._stamp = format_stamp(self._clock()).encode()
+        prefix = self._stamp + b" app[" + flow.dyno + b"]: "
+        lines, flow.lines = flow.lines, []
+        flow.tokens -= len(lines)
+        batch.chunks.append(prefix + (b"\n" + prefix).join(lines) + b"\n")
+        tails = self._tails.get(batch.app_id)
+        if tails:
+            text = prefix.decode()
+            for raw in lines:
+                line = text + raw.decode("utf-8", "replace")
+                for tail in tails:
+                    tail.offer(line)
+
     def _schedule_flush(self) -> None:
-        # Batch the writes of one loop iteration into one flush per app.
+        # Batch the writes of one loop iteration into one write per app.
         if self._flush_scheduled:
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            self.store.flush()
+            self.flush()
             return
         self._flush_scheduled = True
-        loop.call_soon(self._flush)
+        loop.call_soon(self.flush)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Write every pending batch to its app's history; settle rate buckets."""
         self._flush_scheduled = False
-        self.store.flush()
+        for batch in self._batches.values():
+            self._seal(batch)
+        busy, self._busy = self._busy, []
+        for flow in busy:
+            flow.batch = None
+        # Rate notices are emitted here, into the batches written just below.
+        self._settle(busy)
+        batches, self._batches = self._batches, {}
+        self._stamp = None
+        for app_id, batch in batches.items():
+            if batch.chunks:
+                self.store.get(app_id).write(b"".join(batch.chunks))
+                for event in self._watchers.get(app_id, ()):
+                    event.set()
+
+    def _settle(self, busy: list[_Flow]) -> None:
+        """Refill buckets; start or end dropping; say what was dropped."""
+        now = self._clock()
+        rate = float(self.rate_lines)
+        flows = set(busy) | {f for f in self._flows.values() if f.dropping}
+        for flow in flows:
+            flow.tokens = min(rate, flow.tokens + (now - flow.refilled) * rate)
+            flow.refilled = now
+            if not flow.dropping and flow.tokens < 0:
+                flow.dropping, flow.dropped_since, flow.told = True, now, now
+            elif flow.dropping and flow.tokens > 0:
+                flow.dropping = False
+                self._notice(flow)
+            elif flow.dropping and now - flow.told >= _NOTICE_EVERY and flow.dropped:
+                flow.told = now
+                self._notice(flow)
+        if any(f.dropping for f in flows) and self._timer is None:
+            # A flood that stops must still end and be reported.
+            with contextlib.suppress(RuntimeError):
+                self._timer = asyncio.get_running_loop().call_later(
+                    _NOTICE_EVERY, self._tick
+                )
+        if now - self._swept > _IDLE_FLOW:
+            self._swept = now
+            for key, flow in list(self._flows.items()):
+                if not flow.dropping and now - flow.refilled > _IDLE_FLOW:
+                    del self._flows[key]
+
+    def _tick(self) -> None:
+        self._timer = None
+        self._schedule_flush()
+
+    def _notice(self, flow: _Flow) -> None:
+        since = format_stamp(flow.dropped_since, micros=False)
+        self.emit(
+            flow.app_id,
+            "dynod",
+            flow.dyno.decode(),
+            f"Error L12 (Log rate limit): {flow.dropped} lines dropped since {since}; "
+            f"a dyno may write {self.rate_lines} lines per second.",
+        )
+        flow.dropped = 0
+        flow.dropped_since = self._clock()
+
+    # Readers
 
     def recent(
         self,
@@ -115,12 +326,34 @@ class LogHub:
     def unsubscribe(self, app_id: str, tail: Tail) -> None:
         self._tails.get(app_id, set()).discard(tail)
 
+    def watch(self, app_id: str) -> asyncio.Event:
+        """An event set whenever the app's history grows (clear it yourself)."""
+        event = asyncio.Event()
+        self._watchers.setdefault(app_id, set()).add(event)
+        return event
+
+    def unwatch(self, app_id: str, event: asyncio.Event) -> None:
+        self._watchers.get(app_id, set()).discard(event)
+
+    def on_remove(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(app_id)`` when an app and its history are removed."""
+        self._on_remove.append(callback)
+
     def remove_app(self, app_id: str) -> None:
+        for callback in self._on_remove:
+            callback(app_id)
         for tail in self._tails.pop(app_id, set()):
             tail.close()
+        self._watchers.pop(app_id, None)
+        self._batches.pop(app_id, None)
+        for key in [k for k, f in self._flows.items() if f.app_id == app_id]:
+            del self._flows[key]
         self.store.remove(app_id)
 
     def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self.flush()
         for tails in self._tails.values():
             for tail in tails:
                 tail.close()

@@ -1,18 +1,25 @@
 """Per-app log history on disk, capped by size, oldest segment dropped first.
 
-Layout: ``<root>/<app_id>/<seq>.log``, each segment a file of formatted lines.
-A segment is closed once it passes a quarter of the app's cap, and whole
-segments are deleted from the oldest while the total is over the cap, so the
-kept history is between 3/4 of the cap and the cap.  Reading the last N lines
-reads segments backwards from the end, so its cost depends on N, not on the
-size of the history.
+Layout: ``<root>/<app_id>/<seq>.log``, each segment a file of formatted lines
+ending in ``\\n``.  A segment is closed once it passes a quarter of the app's
+cap, and whole segments are deleted from the oldest while the total is over the
+cap, so the kept history is between 3/4 of the cap and the cap.
+
+Writes go straight to the segment's file descriptor (``O_APPEND``), one
+``write`` per batch of lines, so whatever :meth:`AppLog.write` returned from is
+in the page cache and readable by tails and drains at once.
+
+Reading the last N lines reads segments backwards from the end, so its cost
+depends on N, not on the size of the history.  Drains read forwards from a
+:class:`Position` (segment number, byte offset) they persist.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from dynod.logs.events import matches
@@ -20,47 +27,163 @@ from dynod.logs.events import matches
 _CHUNK = 64 * 1024
 
 
+@dataclass(frozen=True, order=True)
+class Position:
+    """A point in an app's history: just before byte ``offset`` of segment ``seq``."""
+
+    seq: int
+    offset: int
+
+
+def _segment_name(seq: int) -> str:
+    return f"{seq:012d}.log"
+
+
 class AppLog:
-    """The on-disk history of one app.  Appends are buffered; call flush()."""
+    """The on-disk history of one app."""
 
     def __init__(self, directory: Path, cap_bytes: int) -> None:
         self.directory = directory
-        self.cap_bytes = cap_bytes
+        self.cap_bytes = max(cap_bytes, 4)
         directory.mkdir(parents=True, exist_ok=True)
-        self._segments = sorted(directory.glob("*.log"))
-        if not self._segments:
-            self._segments = [directory / f"{1:012d}.log"]
-        self._file = self._segments[-1].open("ab")
-        self._size = self._file.tell()
-        self._total = sum(p.stat().st_size for p in self._segments[:-1])
+        self._seqs = sorted(int(p.stem) for p in directory.glob("*.log"))
+        if not self._seqs:
+            self._seqs = [1]
+        self._sizes = {s: self._stat(s) for s in self._seqs}
+        self._fd = self._open(self._seqs[-1])
+        self._mend_torn_tail()
 
-    def append(self, line: str) -> None:
-        data = line.encode() + b"\n"
-        self._file.write(data)
-        self._size += len(data)
-        if self._size >= self.cap_bytes // 4:
+    # Writing
+
+    def write(self, data: bytes) -> None:
+        """Append whole lines (``data`` ends with a newline) in one write."""
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self._sizes[self._seqs[-1]] += len(data)
+        if self._sizes[self._seqs[-1]] >= self.cap_bytes // 4:
             self._rotate()
 
+    def append(self, line: str) -> None:
+        self.write(line.encode() + b"\n")
+
     def flush(self) -> None:
-        self._file.flush()
+        """Nothing to do: every write goes to the file at once."""
 
     def close(self) -> None:
-        self._file.close()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def _open(self, seq: int) -> int:
+        path = self.directory / _segment_name(seq)
+        return os.open(
+            path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600
+        )
+
+    def _stat(self, seq: int) -> int:
+        try:
+            return (self.directory / _segment_name(seq)).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def _mend_torn_tail(self) -> None:
+        # A crash mid-write can leave a last line without its newline; end it so
+        # the next batch does not glue onto it.
+        size = self._sizes[self._seqs[-1]]
+        if not size:
+            return
+        fd = self._rd(self._seqs[-1])
+        try:
+            last = os.pread(fd, 1, size - 1)
+        finally:
+            os.close(fd)
+        if last != b"\n":
+            self.write(b"\n")
+
+    def _rd(self, seq: int) -> int:
+        return os.open(self.directory / _segment_name(seq), os.O_RDONLY | os.O_CLOEXEC)
 
     def _rotate(self) -> None:
-        self._file.close()
-        self._total += self._size
-        seq = int(self._segments[-1].stem) + 1
-        self._segments.append(self.directory / f"{seq:012d}.log")
-        self._file = self._segments[-1].open("ab")
-        self._size = 0
-        while (
-            self._total > self.cap_bytes - self.cap_bytes // 4
-            and len(self._segments) > 1
-        ):
-            oldest = self._segments.pop(0)
-            self._total -= oldest.stat().st_size
-            oldest.unlink(missing_ok=True)
+        os.close(self._fd)
+        seq = self._seqs[-1] + 1
+        self._seqs.append(seq)
+        self._sizes[seq] = 0
+        self._fd = self._open(seq)
+        # Drop whole segments from the oldest until the closed ones fit 3/4 of the cap.
+        closed = sum(self._sizes[s] for s in self._seqs[:-1])
+        while closed > self.cap_bytes - self.cap_bytes // 4 and len(self._seqs) > 1:
+            oldest = self._seqs.pop(0)
+            closed -= self._sizes.pop(oldest)
+            (self.directory / _segment_name(oldest)).unlink(missing_ok=True)
+
+    # Reading forwards (drains)
+
+    def start(self) -> Position:
+        return Position(self._seqs[0], 0)
+
+    def end(self) -> Position:
+        return Position(self._seqs[-1], self._sizes[self._seqs[-1]])
+
+    def backlog(self, pos: Position) -> int:
+        """Bytes between ``pos`` and the end of the history."""
+        pos = max(pos, self.start())
+        ahead = sum(self._sizes[s] for s in self._seqs if s >= pos.seq)
+        return ahead - pos.offset
+
+    def read(self, pos: Position, limit: int) -> tuple[bytes, Position]:
+        """Whole lines from ``pos``, at most about ``limit`` bytes, and where they end.
+
+        A position in a segment already deleted reads from the oldest kept one.
+        Returns ``b""`` at the end of the history.
+        """
+        pos = max(pos, self.start())
+        while True:
+            size = self._sizes.get(pos.seq, 0)
+            if pos.offset < size:
+                break
+            later = [s for s in self._seqs if s > pos.seq]
+            if not later:
+                return b"", pos
+            pos = Position(later[0], 0)
+        fd = self._rd(pos.seq)
+        try:
+            data = os.pread(fd, min(limit, size - pos.offset), pos.offset)
+        finally:
+            os.close(fd)
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:
+            # One line longer than the limit: read up to its end.
+            fd = self._rd(pos.seq)
+            try:
+                data = os.pread(fd, size - pos.offset, pos.offset)
+            finally:
+                os.close(fd)
+            cut = data.find(b"\n") + 1 or len(data)
+        return data[:cut], Position(pos.seq, pos.offset + cut)
+
+    def skip_to(self, pos: Position, keep: int) -> tuple[Position, int]:
+        """Move ``pos`` forwards so at most about ``keep`` bytes lie ahead of it.
+
+        Returns the new position (at a line start) and how many lines were
+        skipped over, counted exactly.
+        """
+        skipped = 0
+        while self.backlog(pos) > keep:
+            data, after = self.read(pos, _CHUNK * 16)
+            if not data:
+                break
+            over = self.backlog(pos) - keep
+            if len(data) > over:
+                # Stop at the first line start past the overflow.
+                cut = data.find(b"\n", over - 1) + 1 or len(data)
+                data, after = data[:cut], Position(pos.seq, pos.offset + cut)
+            skipped += data.count(b"\n")
+            pos = after
+        return pos, skipped
+
+    # Reading backwards (``logs -n``)
 
     def tail(
         self,
@@ -70,10 +193,9 @@ class AppLog:
         ptype: str | None = None,
     ) -> list[str]:
         """The last ``n`` lines passing the filters, oldest first."""
-        self.flush()
         found: list[str] = []
-        for segment in reversed(list(self._segments)):
-            for line in _lines_backwards(segment):
+        for seq in reversed(list(self._seqs)):
+            for line in _lines_backwards(self.directory / _segment_name(seq)):
                 if matches(line, source, dyno, ptype):
                     found.append(line)
                     if len(found) >= n:
@@ -84,7 +206,7 @@ class AppLog:
 def _lines_backwards(path: Path) -> Iterator[str]:
     """A file's lines from the last to the first, read in 64 KiB chunks."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return
     try:
@@ -106,17 +228,27 @@ def _lines_backwards(path: Path) -> Iterator[str]:
 
 
 class LogStore:
-    """Every app's history, opened lazily."""
+    """Every app's history, opened lazily.
 
-    def __init__(self, root: Path, cap_bytes: int) -> None:
+    ``cap_for`` may give an app its own cap (bytes); otherwise ``cap_bytes``.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        cap_bytes: int,
+        cap_for: Callable[[str], int | None] | None = None,
+    ) -> None:
         self.root = root
         self.cap_bytes = cap_bytes
+        self._cap_for = cap_for
         self._logs: dict[str, AppLog] = {}
 
     def get(self, app_id: str) -> AppLog:
         log = self._logs.get(app_id)
         if log is None:
-            log = self._logs[app_id] = AppLog(self.root / app_id, self.cap_bytes)
+            cap = (self._cap_for(app_id) if self._cap_for else None) or self.cap_bytes
+            log = self._logs[app_id] = AppLog(self.root / app_id, cap)
         return log
 
     def flush(self) -> None:

@@ -36,6 +36,13 @@ class Dyno:
     draining: bool = False
     # One-offs attached to a client: their output goes there, not to the logs.
     attached: bool = False
+    # An attached one-off's client has connected (until then an exited one is
+    # kept, so a command faster than the client still hands over its output).
+    client_attached: bool = False
+    # Crashed and waiting: wall-clock time of the next start attempt.
+    restart_at: float | None = None
+    # One-offs end at this wall-clock time (their time-to-live).
+    expires_at: float | None = None
 
     @property
     def is_web(self) -> bool:
@@ -53,6 +60,8 @@ _RECORD_FIELDS = (
     "size",
     "port",
     "created_at",
+    "attached",
+    "expires_at",
 )
 
 

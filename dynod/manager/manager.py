@@ -6,17 +6,25 @@ converges the two after every change (deploy, config change, rollback, scale,
 restart) and after every disturbance (a crash, a daemon restart).  The manager
 never touches the kernel: it asks its :class:`~dynod.runtime.agent.Agent`.
 
-Rollouts start new web dynos first: the old dyno leaves the route table only
-once its replacement listens on ``$PORT``, and is stopped after that.  Other
-process types are replaced stop-then-start, as Heroku does without preboot.
+Rollouts start new web dynos first (the ``preboot`` feature, on by default):
+the old dyno leaves the route table only once its replacement listens on
+``$PORT``, every router worker has loaded the table without it, and requests
+in flight have had :data:`DRAIN_GRACE` to finish; only then does it get
+SIGTERM.  Other process types (and web with preboot off) start the new dyno as
+the old one gets SIGTERM.  Releases, ``ps:restart`` and daily cycling all take
+this one path.
+
+Every timer (crash back-off, boot timeout, stop grace, cycling, one-off
+time-to-live, the memory check) runs on :attr:`Manager.clock`, which tests
+replace with :class:`~dynod.manager.clock.FakeClock`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import secrets
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -25,22 +33,37 @@ import structlog
 
 from dynod.config import Config
 from dynod.errors import Conflict, DynodError, NotFound
-from dynod.logs.events import split_line
 from dynod.logs.hub import LogHub
+from dynod.manager import memory
+from dynod.manager.clock import Clock, LoopClock, Timer
 from dynod.manager.dynos import Dyno, DynoRecords
 from dynod.manager.routes import AppRoute, Backend, RoutePublisher
-from dynod.manager.states import DynoState, backoff_delay, check_transition
-from dynod.runtime.agent import Agent, DynoExit
+from dynod.manager.states import (
+    BACKOFF_RESET,
+    CYCLE_BASE,
+    CYCLE_JITTER,
+    ONE_OFF_TTL_MAX,
+    DynoState,
+    backoff_delay,
+    check_transition,
+)
+from dynod.runtime.agent import Agent, DynoExit, DynoHandle
 from dynod.runtime.spec import MB, SIZES, DynoKind, DynoSpec
+from dynod.state import features
 from dynod.state.db import Store
-from dynod.state.records import App, Release
+from dynod.state.domains import hosts_by_app
+from dynod.state.records import App, AppSettings, Release
 
 log = structlog.get_logger("dynod.manager")
 
 # How often a starting web dyno is checked for a listener on $PORT.
 BOOT_POLL = 0.02
-# Time the routers get to load a table without a draining dyno before it stops.
+# Time requests in flight on a dyno that left the route table get to finish
+# before it is sent SIGTERM.
 DRAIN_GRACE = 0.3
+# The agent's own SIGKILL deadline trails the manager's stop grace by this much:
+# it only acts if the manager's timer could not.
+STOP_BACKSTOP = 5.0
 
 SlugDirFn = Callable[[str, int, int], Awaitable[Path]]
 
@@ -54,6 +77,7 @@ class Manager:
         routes: RoutePublisher,
         stack_dir: Path,
         slug_dir: SlugDirFn,
+        clock: Clock | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -61,11 +85,18 @@ class Manager:
         self.routes = routes
         self.stack_dir = stack_dir
         self._slug_dir = slug_dir
+        self.clock: Clock = clock or LoopClock()
         self.agent: Agent | None = None
         self.records = DynoRecords(config.state_dir / "dynos")
         self.dynos: dict[str, Dyno] = {}
         self._crashes: dict[tuple[str, str], int] = {}
-        self._restart_at: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        self._restart_at: dict[tuple[str, str], Timer] = {}
+        # Per dyno id: its cycling or time-to-live timer.
+        self._timers: dict[str, Timer] = {}
+        # Per dyno id: the cgroup's OOM kill count at the last memory check.
+        self._oom_seen: dict[str, int] = {}
+        self._r15_logged: set[str] = set()
+        self._memory_task: asyncio.Task[None] | None = None
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._exited: dict[str, asyncio.Event] = {}
@@ -73,18 +104,24 @@ class Manager:
     # The agent's listener
 
     def on_output(self, dyno_id: str, stream: str, line: bytes) -> None:
+        # The hot path of every log line: the hub batches, formats and splits.
         dyno = self.dynos.get(dyno_id)
-        if dyno is None:
-            return
-        for piece in split_line(line):
-            self.hub.emit(dyno.app_id, "app", dyno.name, piece)
+        if dyno is not None:
+            self.hub.emit_output(dyno_id, dyno.app_id, dyno.name, line)
 
     def on_exit(self, event: DynoExit) -> None:
         dyno = self.dynos.get(event.dyno_id)
         self.records.remove(event.dyno_id)
+        timer = self._timers.pop(event.dyno_id, None)
+        if timer is not None:
+            timer.cancel()
+        self._oom_seen.pop(event.dyno_id, None)
+        reported = event.dyno_id in self._r15_logged
+        self._r15_logged.discard(event.dyno_id)
         if dyno is None:
             return
-        if event.oom_killed:
+        # The memory check logs R15 itself when it finds the kill first.
+        if event.oom_killed and not reported:
             self._event(dyno, "Error R15 (Memory quota vastly exceeded)")
         status = "unknown" if event.status is None else str(event.status)
         self._event(dyno, f"Process exited with status {status}")
@@ -94,15 +131,25 @@ class Manager:
         if done is not None:
             done.set()
         if crashed and not dyno.replaced:
+            # A long healthy run earns a fresh back-off count.
+            if self.clock.time() - dyno.created_at >= BACKOFF_RESET:
+                self._crashes.pop((dyno.app_id, dyno.name), None)
             self._schedule_restart(dyno)
-        else:
+        elif not (dyno.attached and not dyno.client_attached):
             del self.dynos[dyno.dyno_id]
         self.publish_routes()
 
     # Adoption
 
     async def adopt(self) -> None:
-        """Take over the dynos a previous daemon left running."""
+        """Take over the dynos a previous daemon left running, then watch them.
+
+        A dyno with no record is not ours to guess about and is killed.  Web
+        dynos count as up only if they still listen on ``$PORT``.  Attached
+        one-offs lost their client with the old daemon and the release phase
+        its waiter, so both are ended; detached one-offs keep running until
+        their time-to-live.  Timers restart from each dyno's start time.
+        """
         assert self.agent is not None
         for handle in await self.agent.list():
             record = self.records.load(handle.dyno_id)
@@ -110,31 +157,31 @@ class Manager:
                 log.warning("killing unknown dyno", dyno_id=handle.dyno_id)
                 await self.agent.kill(handle.dyno_id)
                 continue
-            now = time.time()
-            dyno = Dyno(
-                dyno_id=handle.dyno_id,
-                app_id=str(record["app_id"]),
-                app_name=str(record["app_name"]),
-                name=str(record["name"]),
-                type=str(record["type"]),
-                kind=DynoKind(record["kind"]),
-                release=int(str(record["release"])),
-                command=str(record["command"]),
-                size=str(record["size"]),
-                port=None if record["port"] is None else int(str(record["port"])),
-                state=DynoState.UP,
-                state_since=now,
-                created_at=float(str(record["created_at"])),
-                handle=handle,
-                # Attached one-offs lost their client with the old daemon.
-                stopping=DynoKind(record["kind"]) is DynoKind.ONE_OFF,
-            )
+            dyno = _adopted(record, handle, self.clock.time())
             self.dynos[dyno.dyno_id] = dyno
             if dyno.stopping:
                 await self.agent.kill(dyno.dyno_id)
+                continue
+
+            # Resume watching: readiness, OOM counter, cycling or time-to-live.
+            if (
+                dyno.is_web
+                and dyno.port is not None
+                and not await self.agent.is_listening(dyno.dyno_id, dyno.port)
+            ):
+                dyno.state = DynoState.STARTING
+                timeout = self._settings(dyno.app_name).boot_timeout
+                left = max(0.0, dyno.created_at + timeout - self.clock.time())
+                self._spawn(self._watch_boot(dyno, left))
+            with contextlib.suppress(DynodError):
+                stats = await self.agent.stats(dyno.dyno_id)
+                self._oom_seen[dyno.dyno_id] = stats.oom_kills
+            expires = record.get("expires_at")
+            self._schedule_end(dyno, None if expires is None else float(str(expires)))
         for dyno_id in set(self.records.ids()) - set(self.dynos):
             self.records.remove(dyno_id)
         self.publish_routes()
+        self.watch_memory()
 
     # Reconciliation
 
@@ -168,14 +215,8 @@ class Manager:
                 current = next((d for d in live if d.name == name), None)
                 if current is None:
                     await self._start_formation(app, release, name, size)
-                elif current.state is DynoState.CRASHED:
-                    if current.release != release.version or current.size != size:
-                        self._forget_crashed(current)
-                        await self._start_formation(app, release, name, size)
                 elif current.release != release.version or current.size != size:
-                    current.replaced = True
-                    new = await self._start_formation(app, release, name, size)
-                    self._spawn(self._replace(current, new, app))
+                    await self._roll(current, app, release, size)
         self.publish_routes()
 
     async def reconcile_all(self) -> None:
@@ -198,18 +239,30 @@ class Manager:
             return None
         return self.store.release(app, str(app.current_release))
 
+    async def _roll(self, old: Dyno, app: App, release: Release, size: str) -> None:
+        """Replace one formation dyno by a fresh one of ``release`` (lock held)."""
+        # A crashed dyno has nothing to hand over: start its successor now.
+        if old.state is DynoState.CRASHED:
+            self._forget_crashed(old)
+            await self._start_formation(app, release, old.name, size)
+            return
+        old.replaced = True
+        new = await self._start_formation(app, release, old.name, size)
+        self._spawn(self._replace(old, new, app))
+
     async def _replace(self, old: Dyno, new: Dyno, app: App) -> None:
         # Start-new-first for web: the old dyno keeps serving until the new one
         # is up (or has failed to boot), then leaves the route table and stops.
-        if old.is_web and old.state is DynoState.UP:
-            while new.state is DynoState.STARTING:
-                await asyncio.sleep(BOOT_POLL)
+        preboot = features.enabled(self.store, app.id, "preboot")
+        if preboot and old.is_web and old.state is DynoState.UP:
+            while new.state is DynoState.STARTING and not old.stopping:
+                await self.clock.sleep(BOOT_POLL)
             old.draining = True
             self.publish_routes()
             # Once every router worker serves a table without the old dyno, no
             # new request reaches it; the grace lets requests in flight finish.
             await self.routes.wait_acknowledged(self.routes.version)
-            await asyncio.sleep(DRAIN_GRACE)
+            await self.clock.sleep(DRAIN_GRACE)
         await self._stop(old, app)
 
     # Starting
@@ -239,11 +292,12 @@ class Manager:
         *,
         attach: bool = False,
         tty: bool = False,
+        time_to_live: float | None = None,
     ) -> Dyno:
         assert self.agent is not None and release.slug_digest is not None
         size = SIZES[size_name]
         uid = self.config.uid_base + app.uid_index
-        now = time.time()
+        now = self.clock.time()
         dyno = Dyno(
             dyno_id=str(uuid.uuid4()),
             app_id=app.id,
@@ -289,7 +343,10 @@ class Manager:
             tty=tty,
             stdin=attach,
             release_version=release.version,
+            memory_limit_bytes=memory.hard_limit(size.memory_bytes),
         )
+        if kind is DynoKind.ONE_OFF and time_to_live is not None:
+            dyno.expires_at = now + min(time_to_live, ONE_OFF_TTL_MAX)
         self.dynos[dyno.dyno_id] = dyno
         self._exited[dyno.dyno_id] = asyncio.Event()
         self._event(dyno, f"Starting process with command `{command}`")
@@ -306,6 +363,8 @@ class Manager:
             else:
                 del self.dynos[dyno.dyno_id]
             raise
+        self._oom_seen[dyno.dyno_id] = 0
+        self._schedule_end(dyno, dyno.expires_at)
         if dyno.is_web:
             self._spawn(self._watch_boot(dyno, app.settings.boot_timeout))
         else:
@@ -315,13 +374,13 @@ class Manager:
     async def _watch_boot(self, dyno: Dyno, boot_timeout: float) -> None:
         # A web dyno is up once it listens on $PORT (R10 if it never does).
         assert self.agent is not None and dyno.port is not None
-        deadline = time.monotonic() + boot_timeout
+        deadline = self.clock.monotonic() + boot_timeout
         while dyno.state is DynoState.STARTING and not dyno.stopping:
             if await self.agent.is_listening(dyno.dyno_id, dyno.port):
                 self._set_state(dyno, DynoState.UP)
                 self.publish_routes()
                 return
-            if time.monotonic() >= deadline:
+            if self.clock.monotonic() >= deadline:
                 self._event(
                     dyno,
                     "Error R10 (Boot timeout) -> Web process failed to bind to $PORT "
@@ -330,7 +389,7 @@ class Manager:
                 self._event(dyno, "Stopping process with SIGKILL")
                 await self.agent.kill(dyno.dyno_id)
                 return
-            await asyncio.sleep(BOOT_POLL)
+            await self.clock.sleep(BOOT_POLL)
 
     # Stopping
 
@@ -345,14 +404,28 @@ class Manager:
         if dyno.is_web:
             await self.routes.wait_acknowledged(self.routes.version)
         timeout = app.settings.stop_timeout if app else 30.0
-        self._event(dyno, "Stopping all processes with SIGTERM")
-        killed = await self.agent.stop(dyno.dyno_id, timeout)
-        if killed:
+        agent = self.agent
+        escalated = False
+
+        def escalate() -> None:
+            # The grace is over: R12, then SIGKILL to whatever is left.
+            nonlocal escalated
+            escalated = True
             self._event(
                 dyno,
                 "Error R12 (Exit timeout) -> Process failed to exit within "
                 f"{timeout:g} seconds of SIGTERM",
             )
+            self._event(dyno, "Stopping process with SIGKILL")
+            self._spawn(agent.kill(dyno.dyno_id))
+
+        self._event(dyno, "Stopping all processes with SIGTERM")
+        grace = self.clock.call_later(timeout, escalate)
+        try:
+            killed = await agent.stop(dyno.dyno_id, timeout + STOP_BACKSTOP)
+        finally:
+            grace.cancel()
+        if killed and not escalated:
             self._event(dyno, "Stopping process with SIGKILL")
         exited = self._exited.get(dyno.dyno_id)
         if exited is not None:
@@ -377,14 +450,14 @@ class Manager:
         crashes = self._crashes.get(key, 0) + 1
         self._crashes[key] = crashes
         delay = backoff_delay(crashes)
-        loop = asyncio.get_running_loop()
+        dyno.restart_at = self.clock.time() + delay
 
         def fire() -> None:
             self._restart_at.pop(key, None)
             self._forget_crashed(dyno)
             self._spawn(self.reconcile(dyno.app_name))
 
-        self._restart_at[key] = loop.call_later(delay, fire)
+        self._restart_at[key] = self.clock.call_later(delay, fire)
 
     def _forget_crashed(self, dyno: Dyno) -> None:
         self.dynos.pop(dyno.dyno_id, None)
@@ -415,17 +488,85 @@ class Manager:
         release = self._current_release(app)
         async with self._lock(app.name):
             for old in dynos:
-                if release is None:
+                # A rollout that took the lock first may have replaced it.
+                if release is None or old.replaced or old.stopping:
                     continue
-                if old.state is DynoState.CRASHED:
-                    self._forget_crashed(old)
-                    await self._start_formation(app, release, old.name, old.size)
-                    continue
-                old.replaced = True
-                new = await self._start_formation(app, release, old.name, old.size)
-                self._spawn(self._replace(old, new, app))
+                await self._roll(old, app, release, old.size)
         self.publish_routes()
         return [d.name for d in dynos]
+
+    # Cycling and time-to-live
+
+    def _schedule_end(self, dyno: Dyno, expires_at: float | None) -> None:
+        """Arm the dyno's cycling (formation) or time-to-live (one-off) timer."""
+        if dyno.kind is DynoKind.FORMATION:
+            due = dyno.created_at + CYCLE_BASE + random.uniform(0.0, CYCLE_JITTER)
+        elif expires_at is not None:
+            dyno.expires_at = expires_at
+            due = expires_at
+        else:
+            return
+
+        def fire() -> None:
+            self._timers.pop(dyno.dyno_id, None)
+            if dyno.kind is DynoKind.FORMATION:
+                self._spawn(self._cycle(dyno))
+            elif not dyno.stopping:
+                self._spawn(self._stop(dyno, None))
+
+        delay = max(0.0, due - self.clock.time())
+        self._timers[dyno.dyno_id] = self.clock.call_later(delay, fire)
+
+    async def _cycle(self, dyno: Dyno) -> None:
+        """Daily cycling: replace a dyno through the no-downtime rollout path."""
+        async with self._lock(dyno.app_name):
+            if dyno.dyno_id not in self.dynos or dyno.stopping or dyno.replaced:
+                return
+            try:
+                app = self.store.app(dyno.app_name)
+            except NotFound:
+                return
+            release = self._current_release(app)
+            if release is None or release.slug_digest is None:
+                return
+            self._event(dyno, "Cycling")
+            await self._roll(dyno, app, release, dyno.size)
+        self.publish_routes()
+
+    # Memory
+
+    def watch_memory(self) -> None:
+        """Start the periodic memory check (R14, R15); idempotent."""
+        if self._memory_task is None or self._memory_task.done():
+            self._memory_task = asyncio.ensure_future(self._watch_memory())
+
+    async def _watch_memory(self) -> None:
+        while True:
+            await self.clock.sleep(memory.CHECK_INTERVAL)
+            await self.check_memory()
+
+    async def check_memory(self) -> None:
+        """Look at every running dyno's memory once (see :mod:`.memory`)."""
+        assert self.agent is not None
+        for dyno in list(self.dynos.values()):
+            if dyno.stopping or dyno.state not in (DynoState.STARTING, DynoState.UP):
+                continue
+            try:
+                stats = await self.agent.stats(dyno.dyno_id)
+            except DynodError:
+                continue
+            verdict = memory.judge(
+                stats.memory_bytes,
+                SIZES[dyno.size].memory_bytes,
+                stats.oom_kills,
+                self._oom_seen.get(dyno.dyno_id, 0),
+            )
+            self._oom_seen[dyno.dyno_id] = stats.oom_kills
+            for line in verdict.lines:
+                self._event(dyno, line)
+            if verdict.kill:
+                self._r15_logged.add(dyno.dyno_id)
+                await self.agent.kill(dyno.dyno_id)
 
     async def stop(self, app: App, target: str) -> list[str]:
         """Stop dynos by name or type; formation dynos come back (as on Heroku)."""
@@ -460,7 +601,9 @@ class Manager:
         size: str,
         attach: bool,
         tty: bool,
+        time_to_live: float = ONE_OFF_TTL_MAX,
     ) -> Dyno:
+        """Start a one-off ``run.NNNN``; it ends after ``time_to_live`` seconds."""
         release = self._current_release(app)
         if release is None or release.slug_digest is None:
             raise Conflict(
@@ -482,6 +625,7 @@ class Manager:
             env,
             attach=attach,
             tty=tty,
+            time_to_live=time_to_live,
         )
 
     async def run_release_phase(
@@ -535,6 +679,11 @@ class Manager:
         ]
         return sorted(found, key=_dyno_order)
 
+    def detach(self, dyno: Dyno) -> None:
+        """An attached one-off's client is done with it; forget it if it ended."""
+        if dyno.state is DynoState.DOWN:
+            self.dynos.pop(dyno.dyno_id, None)
+
     def find(self, app: App, name: str) -> Dyno:
         for dyno in self.dynos.values():
             if dyno.app_id == app.id and dyno.name == name and not dyno.stopping:
@@ -563,12 +712,25 @@ class Manager:
         check_transition(dyno.state, state)
         self._event(dyno, f"State changed from {dyno.state} to {state}")
         dyno.state = state
-        dyno.state_since = time.time()
+        dyno.state_since = self.clock.time()
+        if state is not DynoState.CRASHED:
+            dyno.restart_at = None
+
+    def _settings(self, app_name: str) -> AppSettings:
+        try:
+            return self.store.app(app_name).settings
+        except NotFound:
+            return AppSettings()
 
     def publish_routes(self) -> None:
         table: dict[str, AppRoute] = {}
+        # Custom domains (domains:add) are extra hosts of their app.
+        custom = hosts_by_app(self.store)
         for app in self.store.apps():
-            hosts = (f"{app.name}.{self.config.router_domain}",)
+            hosts = (
+                f"{app.name}.{self.config.router_domain}",
+                *custom.get(app.id, ()),
+            )
             webs = [
                 d
                 for d in self.dynos.values()
@@ -600,9 +762,14 @@ class Manager:
 
     async def close(self) -> None:
         """Stop background work; running dynos stay for the next daemon."""
-        for handle in self._restart_at.values():
+        for handle in [*self._restart_at.values(), *self._timers.values()]:
             handle.cancel()
         self._restart_at.clear()
+        self._timers.clear()
+        if self._memory_task is not None:
+            self._memory_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._memory_task
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -616,3 +783,29 @@ async def _forward(lines: AsyncIterator[str], output: Callable[[str], None]) -> 
 def _dyno_order(d: Dyno) -> tuple[str, int]:
     ptype, _, number = d.name.partition(".")
     return (ptype, int(number) if number.isdigit() else 0)
+
+
+def _adopted(record: dict[str, object], handle: DynoHandle, now: float) -> Dyno:
+    """The manager's view of a running dyno, rebuilt from its on-disk record."""
+    kind = DynoKind(record["kind"])
+    attached = bool(record.get("attached"))
+    return Dyno(
+        dyno_id=handle.dyno_id,
+        app_id=str(record["app_id"]),
+        app_name=str(record["app_name"]),
+        name=str(record["name"]),
+        type=str(record["type"]),
+        kind=kind,
+        release=int(str(record["release"])),
+        command=str(record["command"]),
+        size=str(record["size"]),
+        port=None if record["port"] is None else int(str(record["port"])),
+        state=DynoState.UP,
+        state_since=now,
+        created_at=float(str(record["created_at"])),
+        handle=handle,
+        # An attached one-off lost its client, the release phase its waiter.
+        stopping=kind is DynoKind.ONE_OFF
+        and (attached or str(record["type"]) == "release"),
+        attached=attached,
+    )

@@ -35,7 +35,9 @@ class AppRoute:
 class RoutePublisher:
     def __init__(self, run_dir: Path) -> None:
         self.path = run_dir / "routes.json"
-        self.version = 0
+        # Versions go on from the table an earlier daemon left: routers still
+        # serve it, and their acknowledgements must not look newer than ours.
+        self.version = _version_of(self.path)
         self._last: dict[str, AppRoute] | None = None
 
     def acknowledged(self) -> int:
@@ -94,3 +96,12 @@ class RoutePublisher:
         os.replace(tmp, self.path)
         self._last = dict(apps)
         return True
+
+
+def _version_of(path: Path) -> int:
+    """The version of the table at ``path``; 0 when there is none to read."""
+    try:
+        version = json.loads(path.read_text()).get("version", 0)
+    except (OSError, ValueError, AttributeError):
+        return 0
+    return version if isinstance(version, int) else 0

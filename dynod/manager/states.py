@@ -46,6 +46,19 @@ TRANSITIONS: dict[DynoState | None, frozenset[DynoState]] = {
 BACKOFF_CAP = 20 * 60.0
 
 
+# A dyno that ran this long before it crashed starts a fresh back-off count, so
+# a crash a week after the last one restarts at once.
+BACKOFF_RESET = 10 * 60.0
+
+# Daily cycling: each dyno is replaced 24 h plus a random 0-216 min after it
+# started, through the same no-downtime path as a restart.
+CYCLE_BASE = 24 * 3600.0
+CYCLE_JITTER = 216 * 60.0
+
+# One-off dynos end after their time-to-live: at most (and by default) 24 h.
+ONE_OFF_TTL_MAX = 24 * 3600.0
+
+
 def backoff_delay(crashes: int) -> float:
     """Seconds to wait before restarting a dyno that has crashed ``crashes`` times."""
     if crashes <= 1:

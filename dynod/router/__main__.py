@@ -5,8 +5,10 @@
     python -m dynod.router --instance NAME --run-dir DIR --bind ADDR \\
         --http-port PORT --workers N [timeouts...]
 
-Reads ``DIR/routes.json``, sends log lines to ``DIR/logs.sock``, writes its pid
-to ``DIR/router.pid`` once every worker is listening and removes it on exit.
+With ``--https-port`` the workers also serve HTTPS with the certificates in
+``--cert-dir`` (default ``DIR/certs``).  Reads ``DIR/routes.json``, sends log
+lines to ``DIR/logs.sock``, writes its pid to ``DIR/router.pid`` once every
+worker is listening and removes it on exit.
 Exit status: 0 after a clean stop, 1 when the router could not start (for
 example the port is taken), 2 on a usage error.
 """
@@ -23,6 +25,7 @@ from dynod.config import Config
 from dynod.errors import UserInputError
 from dynod.router.settings import RouterSettings
 from dynod.router.supervisor import Supervisor
+from dynod.router.tls import TlsOptions
 from dynod.router.worker import run_worker
 
 _TIMEOUTS = {
@@ -31,6 +34,9 @@ _TIMEOUTS = {
     "boot_wait": "seconds a request waits for a booting app (H20)",
     "drain_timeout": "seconds in-flight requests get on SIGTERM",
     "quarantine": "seconds a refusing dyno is avoided",
+    "connect_budget": "seconds one request may spend connecting (H99)",
+    "header_timeout": "seconds a client may take to send a request head",
+    "idle_timeout": "seconds without a byte either way mid-request (H15/H28)",
     "table_poll": "seconds between looks at routes.json",
 }
 
@@ -42,7 +48,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--bind", default="0.0.0.0")
     p.add_argument("--http-port", required=True, type=int)
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--https-port", type=int, default=0, help="0: no HTTPS")
+    p.add_argument("--cert-dir", type=Path, help="default: RUN_DIR/certs")
     defaults = RouterSettings()
+    p.add_argument(
+        "--backlog-per-dyno",
+        type=int,
+        default=defaults.backlog_per_dyno,
+        help="requests in flight per app, worker and web dyno before H11",
+    )
     for name, text in _TIMEOUTS.items():
         flag = "--" + name.replace("_", "-")
         p.add_argument(flag, type=float, default=getattr(defaults, name), help=text)
@@ -70,10 +84,20 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    settings = RouterSettings(**{name: getattr(args, name) for name in _TIMEOUTS})
+    settings = RouterSettings(
+        backlog_per_dyno=args.backlog_per_dyno,
+        **{name: getattr(args, name) for name in _TIMEOUTS},
+    )
 
     def worker_main(ready_fd: int | None) -> int:
-        return run_worker(args.run_dir, args.bind, args.http_port, settings, ready_fd)
+        tls = (
+            TlsOptions(args.https_port, args.cert_dir or args.run_dir / "certs")
+            if args.https_port
+            else None
+        )
+        return run_worker(
+            args.run_dir, args.bind, args.http_port, settings, ready_fd, tls
+        )
 
     supervisor = Supervisor(
         worker_main, args.workers, args.run_dir / "router.pid", settings.drain_timeout

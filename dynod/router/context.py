@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections import deque
+from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING
 
 from dynod.router.logline import LogSender
@@ -25,14 +26,22 @@ class WorkerContext:
         self.logs = logs
         self.table: RouteTable = EMPTY_TABLE
         self.pool = UpstreamPool(settings.pool_size)
-        self.port_line = b"X-Forwarded-Port: %d\r\n" % port
+        # The X-Forwarded-Proto and -Port lines of plain-HTTP requests; TLS
+        # connections carry their own (see dynod.router.tls).
+        self.port_line = b"X-Forwarded-Proto: http\r\nX-Forwarded-Port: %d\r\n" % port
+        # Runs before routing; True when it answered the request itself.
+        self.front: Callable[[Exchange], bool] | None = None
         self.connections: set[ProxyConnection] = set()
         self.draining = False
         self.loop = asyncio.get_running_loop()
-        # (deadline, exchange, sent_at) in deadline order: the first-byte
-        # timeout is the same for every request, so appending keeps the order
-        # and one periodic look at the head replaces a timer per request.
-        self._first_byte: deque[tuple[float, Exchange, float]] = deque()
+        # Exchanges waiting for a first response byte -> when their request
+        # went out.  The timeout is the same for all, so insertion order is
+        # deadline order and one periodic look at the front replaces a timer
+        # per request; an exchange leaves as soon as it hears back or ends, so
+        # finished ones are not kept alive until their deadline.
+        self._first_byte: dict[Exchange, float] = {}
+        # App name -> its requests in flight in this worker (H11).
+        self.in_flight: dict[str, int] = {}
         # Dyno address -> loop time until which it is avoided.
         self._quarantine: dict[tuple[str, int], float] = {}
 
@@ -42,27 +51,47 @@ class WorkerContext:
         live = {d.key for app in table.apps.values() for d in app.dynos}
         self.pool.retain(live)
 
-    def pick(self, app: AppRoute, tried: set[str]) -> DynoRoute | None:
-        """A random dyno of ``app`` not yet tried, preferring unquarantined ones."""
+    def pick(self, app: AppRoute, tried: AbstractSet[str]) -> DynoRoute | None:
+        """A random dyno of ``app`` neither tried nor quarantined, or None."""
         if not tried and not self._quarantine:
-            return random.choice(app.dynos) if app.dynos else None
-        now = self.loop.time()
-        self._forget_expired(now)
-        fresh = [d for d in app.dynos if d.name not in tried]
-        healthy = [d for d in fresh if d.key not in self._quarantine]
-        choices = healthy or fresh
+            dynos = app.dynos
+            if len(dynos) == 1:
+                return dynos[0]
+            return random.choice(dynos) if dynos else None
+        self._forget_expired(self.loop.time())
+        quarantined = self._quarantine
+        choices = [
+            d for d in app.dynos if d.name not in tried and d.key not in quarantined
+        ]
         return random.choice(choices) if choices else None
 
+    def quarantine_ends(self, app: AppRoute, tried: AbstractSet[str]) -> float | None:
+        """When the first quarantined, untried dyno of ``app`` may be tried again."""
+        ends = [
+            self._quarantine[d.key]
+            for d in app.dynos
+            if d.name not in tried and d.key in self._quarantine
+        ]
+        return min(ends) if ends else None
+
     def watch_first_byte(self, ex: Exchange, sent_at: float) -> None:
-        deadline = sent_at + self.settings.first_byte_timeout
-        self._first_byte.append((deadline, ex, sent_at))
+        watched = self._first_byte
+        # A resent request goes to the back, in deadline order again.
+        watched.pop(ex, None)
+        watched[ex] = sent_at
+
+    def unwatch_first_byte(self, ex: Exchange) -> None:
+        self._first_byte.pop(ex, None)
 
     def expire_first_byte(self) -> None:
         """Fail (H12) every exchange whose first-byte deadline has passed."""
         watched = self._first_byte
-        now = self.loop.time()
-        while watched and watched[0][0] <= now:
-            _, ex, sent_at = watched.popleft()
+        oldest = self.loop.time() - self.settings.first_byte_timeout
+        while watched:
+            ex, sent_at = next(iter(watched.items()))
+            if sent_at > oldest:
+                break
+            del watched[ex]
             ex.first_byte_overdue(sent_at)
 
     def quarantine(self, dyno: DynoRoute) -> None:

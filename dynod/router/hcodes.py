@@ -47,6 +47,7 @@ HCODES: dict[str, HCode] = _table(
     HCode("H26", "Request Error", 400, Level.ERROR),
     HCode("H27", "Client Request Interrupted", 499, Level.WARNING),
     HCode("H28", "Client Connection Idle", 499, Level.WARNING),
+    HCode("H32", "TLS Certificate Mismatch", 495, Level.ERROR),
     HCode("H80", "Maintenance mode", 503, Level.INFO),
     HCode("H81", "Blank app", 503, Level.INFO),
     HCode("H99", "Platform error", 503, Level.ERROR),
@@ -55,6 +56,8 @@ HCODES: dict[str, HCode] = _table(
 _REASONS = {
     400: b"Bad Request",
     404: b"Not Found",
+    417: b"Expectation Failed",
+    495: b"SSL Certificate Error",
     499: b"Client Closed Request",
     502: b"Bad Gateway",
     503: b"Service Unavailable",
@@ -77,6 +80,10 @@ _MAINTENANCE = _TEMPLATE.format(
 _BAD_REQUEST = _TEMPLATE.format(
     title="Bad request", text="The request could not be understood."
 )
+_CERT_MISMATCH = _TEMPLATE.format(
+    title="SSL certificate error",
+    text="The host you asked for is not the one this connection was opened for.",
+)
 _NO_SUCH_APP = _TEMPLATE.format(
     title="No such app",
     text="There is no app configured at that hostname.",
@@ -87,6 +94,8 @@ def page_for(code: HCode) -> bytes:
     """The HTML body the client gets for ``code``."""
     if code.code == "H80":
         return _MAINTENANCE.encode()
+    if code.code == "H32":
+        return _CERT_MISMATCH.encode()
     if code.status == 400:
         return _BAD_REQUEST.encode()
     return _APP_ERROR.encode()

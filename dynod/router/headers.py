@@ -16,39 +16,12 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-    }
-)
-# Request headers the router sets itself, reading the incoming value first.
-_REPLACED = frozenset(
-    {
-        b"host",
-        b"content-length",
-        b"expect",
-        b"x-forwarded-for",
-        b"x-forwarded-proto",
-        b"x-forwarded-port",
-        b"x-request-start",
-        b"x-request-id",
-        b"via",
-    }
-)
 _REQUEST_ID_RE = re.compile(rb"[A-Za-z0-9+/=-]{20,200}")
 _VIA = b"1.1 dynod"
-
-Header = tuple[bytes, bytes]
+# Why a request with an ``Expect`` other than ``100-continue`` is refused.
+EXPECT_UNSUPPORTED = "unsupported expect header value"
 
 
 @dataclass(slots=True)
@@ -65,49 +38,87 @@ class RequestInfo:
     expect_continue: bool = False
     forwarded_for: bytes | None = None
     via: bytes | None = None
-    kept: list[Header] = field(default_factory=list)
-    connection_tokens: frozenset[bytes] = frozenset()
+    # The header lines relayed as they came, each ending in CRLF.
+    kept: bytes = b""
+    # Any Content-Length or Transfer-Encoding at all; any Upgrade; the
+    # Connection tokens ``close`` and ``keep-alive``.
+    framed: bool = False
+    upgrade: bool = False
+    # The protocol asked for with ``Upgrade`` and ``Connection: upgrade``.
+    upgrade_to: bytes = b""
+    close: bool = False
+    keep_alive: bool = False
 
 
-def scan_request(headers: list[Header]) -> RequestInfo:
-    """Sort a request's headers into what is kept, replaced and refused."""
+# Every request header line the router reads, replaces or drops, matched in the
+# lower-cased head.  A field name is followed directly by its colon (RFC 9112
+# §5.1; the parser rejects whitespace there), so ``\r\nname:`` cannot match
+# a longer name or the middle of a value.
+_REQUEST_LINE_RE = re.compile(
+    rb"\r\n(host|content-length|transfer-encoding|connection|expect|via"
+    rb"|x-forwarded-for|x-forwarded-proto|x-forwarded-port|x-request-start"
+    rb"|x-request-id|keep-alive|te|trailer|upgrade|proxy-[^:\r]*):[ \t]*"
+    rb"([^\r]*?)[ \t]*(?=\r\n)"
+)
+_OWS = b" \t"
+
+
+def scan_request_head(head: bytes) -> RequestInfo:
+    """Sort a request's header lines into kept, replaced and refused ones.
+
+    ``head`` runs from the request line through the CRLF that ends the last
+    header line, as the parser accepted it.  Lines are relayed byte for byte;
+    only the ones the router acts on are cut out.
+    """
     info = RequestInfo()
+    low = head.lower()
     hosts = 0
     lengths: set[bytes] = set()
-    kept = info.kept
     tokens: set[bytes] = set()
-    for name, value in headers:
-        lname = name.lower()
-        if lname not in _REPLACED and lname not in HOP_BY_HOP:
-            if not lname.startswith(b"proxy-"):
-                kept.append((name, value))
-            continue
-        if lname == b"host":
+    cuts: list[tuple[int, int]] = []
+    upgrade = b""
+    for m in _REQUEST_LINE_RE.finditer(low):
+        name = m.group(1)
+        cuts.append((m.start() + 2, m.end() + 2))
+        if name == b"host":
             hosts += 1
-            info.raw_host = value
-            info.host = _host_of(value)
-        elif lname == b"content-length":
-            lengths.add(value.strip())
-        elif lname == b"transfer-encoding":
-            info.chunked = info.chunked or b"chunked" in value.lower()
-        elif lname == b"connection":
-            tokens.update(t.strip().lower() for t in value.split(b","))
-        elif lname == b"expect":
-            if value.strip().lower() == b"100-continue":
+            info.raw_host = head[m.start(2) : m.end(2)]
+            info.host = _host_of(m.group(2))
+        elif name == b"content-length":
+            lengths.add(m.group(2))
+            info.framed = True
+        elif name == b"transfer-encoding":
+            info.chunked = info.chunked or b"chunked" in m.group(2)
+            info.framed = True
+        elif name == b"connection":
+            tokens.update(t.strip(_OWS) for t in m.group(2).split(b","))
+        elif name == b"upgrade":
+            info.upgrade = True
+            upgrade = head[m.start(2) : m.end(2)]
+        elif name == b"expect":
+            if m.group(2) == b"100-continue":
                 info.expect_continue = True
             else:
-                info.bad = "unsupported expect header value"
-        elif lname == b"x-forwarded-for":
-            info.forwarded_for = (
-                value
-                if info.forwarded_for is None
-                else info.forwarded_for + b", " + value
-            )
-        elif lname == b"x-request-id":
+                info.bad = EXPECT_UNSUPPORTED
+        elif name == b"x-forwarded-for":
+            value = head[m.start(2) : m.end(2)]
+            fwd = info.forwarded_for
+            info.forwarded_for = value if fwd is None else fwd + b", " + value
+        elif name == b"x-request-id":
+            value = head[m.start(2) : m.end(2)]
             if _REQUEST_ID_RE.fullmatch(value):
                 info.request_id = value
-        elif lname == b"via":
+        elif name == b"via":
+            value = head[m.start(2) : m.end(2)]
             info.via = value if info.via is None else info.via + b", " + value
+    if tokens:
+        info.close = b"close" in tokens
+        info.keep_alive = b"keep-alive" in tokens
+        if b"upgrade" in tokens:
+            info.upgrade = True
+            info.upgrade_to = upgrade
+        tokens -= _PLAIN_TOKENS
+    info.kept = _cut(head, head.find(b"\r\n") + 2, cuts, tokens)
 
     # Ambiguous routing or framing is refused rather than guessed at.
     if hosts != 1:
@@ -124,10 +135,47 @@ def scan_request(headers: list[Header]) -> RequestInfo:
             info.content_length = int(raw)
     if not info.request_id:
         info.request_id = new_request_id()
-    tokens -= {b"keep-alive", b"close", b"upgrade", b""}
-    if tokens:
-        info.connection_tokens = frozenset(tokens)
     return info
+
+
+_PLAIN_TOKENS = frozenset({b"keep-alive", b"close", b"upgrade", b""})
+
+# What a request or response head must look like to skip the full parser: a
+# strict RFC 9112 request line, and header lines of a token, a colon and a
+# value of visible characters, spaces and tabs.  Anything else, including
+# anything merely unusual, goes through the parser, which has the last word.
+QUICK_REQUEST_LINE = re.compile(
+    rb"([!#$%&'*+.^_`|~0-9A-Za-z-]{1,127}) ([!-~]{1,8192}) HTTP/1\.([01])"
+)
+QUICK_FIELDS = re.compile(
+    rb"(?:\r\n[!#$%&'*+.^_`|~0-9A-Za-z-]{1,1000}:[\t\x20-\x7e\x80-\xff]*)*\r\n"
+)
+
+
+def _cut(
+    head: bytes, begin: int, cuts: list[tuple[int, int]], tokens: set[bytes]
+) -> bytes:
+    """The header lines of ``head`` from ``begin`` on, minus the ``cuts`` spans
+    and minus any header that ``Connection`` named (``tokens``)."""
+    if not cuts:
+        kept = head[begin:]
+    else:
+        parts = []
+        at = begin
+        for start, stop in cuts:
+            parts.append(head[at:start])
+            at = stop
+        parts.append(head[at:])
+        kept = b"".join(parts)
+    if tokens:
+        # RFC 9110 §7.6.1: headers named in Connection are hop-by-hop too.
+        lines = kept.split(b"\r\n")
+        kept = b"".join(
+            line + b"\r\n"
+            for line in lines
+            if line and line.split(b":", 1)[0].lower() not in tokens
+        )
+    return kept
 
 
 def new_request_id() -> bytes:
@@ -144,8 +192,24 @@ def new_request_id() -> bytes:
 
 
 def _host_of(value: bytes) -> str:
-    """``Host`` lower-cased with any port removed."""
-    host = value.strip().lower()
+    """``Host`` lower-cased with any port removed (``value`` is lower-case)."""
+    known = _HOSTS.get(value)
+    if known is not None:
+        return known
+    if len(_HOSTS) >= _HOSTS_KEPT:
+        _HOSTS.clear()
+    host = _HOSTS[value] = _parse_host(value)
+    return host
+
+
+# Host values seen lately -> the host they name; a client sending ever new
+# values only makes the cache start over.
+_HOSTS: dict[bytes, str] = {}
+_HOSTS_KEPT = 4096
+
+
+def _parse_host(value: bytes) -> str:
+    host = value.strip()
     name, colon, port = host.rpartition(b":")
     if colon and port.isdigit():
         host = name
@@ -161,62 +225,101 @@ def upstream_head(
     port_line: bytes,
     start_ms: int,
 ) -> tuple[bytes, bytes]:
-    """The request head sent to the dyno, and the ``X-Forwarded-For`` it carries."""
+    """The request head sent to the dyno, and the ``X-Forwarded-For`` it carries.
+
+    ``port_line`` holds the listener's ``X-Forwarded-Proto`` and
+    ``X-Forwarded-Port`` lines.
+    """
     fwd = (
         client_ip
         if info.forwarded_for is None
         else info.forwarded_for + b", " + client_ip
     )
     via = _VIA if info.via is None else info.via + b", " + _VIA
-    parts = [b"%s %s HTTP/1.1\r\nHost: %s\r\n" % (method, url, info.raw_host)]
-    drop = info.connection_tokens
-    for name, value in info.kept:
-        if drop and name.lower() in drop:
-            continue
-        parts.append(b"%s: %s\r\n" % (name, value))
     if info.chunked:
-        parts.append(b"Transfer-Encoding: chunked\r\n")
+        framing = b"Transfer-Encoding: chunked\r\n"
     elif info.content_length is not None:
-        parts.append(b"Content-Length: %d\r\n" % info.content_length)
-    parts.append(
-        b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\n%s"
-        b"X-Request-Start: %d\r\nX-Request-Id: %s\r\nVia: %s\r\n\r\n"
-        % (fwd, port_line, start_ms, info.request_id, via)
-    )
-    return b"".join(parts), fwd
+        framing = b"Content-Length: %d\r\n" % info.content_length
+    else:
+        framing = b""
+    if info.upgrade_to:
+        # RFC 9110 §7.8: the upgrade is between client and dyno, so it travels.
+        framing += b"Connection: Upgrade\r\nUpgrade: %s\r\n" % info.upgrade_to
+    head = (
+        b"%s %s HTTP/1.1\r\nHost: %s\r\n%s%sX-Forwarded-For: %s\r\n"
+        b"%sX-Request-Start: %d\r\n"
+        b"X-Request-Id: %s\r\nVia: %s\r\n\r\n"
+        % (
+            method, url, info.raw_host, info.kept, framing, fwd,
+            port_line, start_ms, info.request_id, via,
+        )
+    )  # fmt: skip
+    return head, fwd
 
 
-@dataclass(slots=True)
-class ResponseInfo:
-    kept: list[bytes]
-    content_length: int | None
-    chunked: bool
-    has_request_id: bool
+# Response header lines the router reads or drops, as for requests above.
+_RESPONSE_LINE_RE = re.compile(
+    rb"\r\n(content-length|transfer-encoding|connection|x-request-id|keep-alive"
+    rb"|te|trailer|upgrade|proxy-[^:\r]*):[ \t]*([^\r]*?)[ \t]*(?=\r\n)"
+)
 
 
-def scan_response(headers: list[Header]) -> ResponseInfo:
-    """Sort a dyno's response headers into kept lines and framing facts."""
-    kept: list[bytes] = []
+def upgrade_of(head: bytes) -> bytes:
+    """The ``Upgrade`` value of a response head (of a 101), as sent."""
+    at = head.lower().find(b"\r\nupgrade:")
+    if at < 0:
+        return b""
+    end = head.find(b"\r\n", at + 2)
+    return head[at + 10 : end].strip(_OWS)
+
+
+class BadResponse(ValueError):
+    """A dyno's response head the router will not relay (H25)."""
+
+
+def scan_response_head(
+    head: bytes,
+) -> tuple[bytes, int | None, bool, bool, bool]:
+    """Sort a dyno's response head into what the client gets and its framing.
+
+    ``head`` runs from the status line through the CRLF ending the last
+    header line.  Returns the kept header lines (``Content-Length`` among them
+    when it frames the body), the declared length, whether the body is
+    chunked, whether the dyno set ``X-Request-Id``, and whether it said
+    ``Connection: close``.  Raises
+    :class:`BadResponse` for an invalid or conflicting ``Content-Length``.
+    """
+    low = head.lower()
     length: int | None = None
-    chunked = False
-    has_id = False
+    length_cuts: list[tuple[int, int]] = []
+    chunked = has_id = False
     tokens: set[bytes] = set()
-    for name, value in headers:
-        lname = name.lower()
-        if lname == b"content-length":
-            if value.strip().isdigit():
-                length = int(value)
+    cuts: list[tuple[int, int]] = []
+    for m in _RESPONSE_LINE_RE.finditer(low):
+        name = m.group(1)
+        span = (m.start() + 2, m.end() + 2)
+        if name == b"content-length":
+            value = m.group(2)
+            if not value.isdigit() or (length is not None and int(value) != length):
+                raise BadResponse(f"invalid content length {value!r}")
+            if length is not None:
+                cuts.append(span)
+            length = int(value)
+            length_cuts.append(span)
             continue
-        if lname in HOP_BY_HOP or lname.startswith(b"proxy-"):
-            if lname == b"transfer-encoding":
-                chunked = chunked or b"chunked" in value.lower()
-            elif lname == b"connection":
-                tokens.update(t.strip().lower() for t in value.split(b","))
-            continue
-        if lname == b"x-request-id":
+        if name == b"x-request-id":
             has_id = True
-        kept.append(b"%s: %s\r\n" % (name, value))
-    tokens -= {b"keep-alive", b"close", b"upgrade", b""}
-    if tokens:
-        kept = [line for line in kept if line.split(b":", 1)[0].lower() not in tokens]
-    return ResponseInfo(kept, None if chunked else length, chunked, has_id)
+            continue
+        if name == b"transfer-encoding":
+            chunked = chunked or b"chunked" in m.group(2)
+        elif name == b"connection":
+            tokens.update(t.strip(_OWS) for t in m.group(2).split(b","))
+        cuts.append(span)
+    if chunked and length_cuts:
+        # RFC 9112 §6.3: chunked framing wins, and the length must not travel.
+        cuts = sorted(set(cuts) | set(length_cuts))
+        length = None
+    close = b"close" in tokens
+    tokens -= _PLAIN_TOKENS
+    kept = _cut(head, head.find(b"\r\n") + 2, cuts, tokens)
+    return kept, length, chunked, has_id, close

@@ -24,19 +24,35 @@ import structlog
 from dynod.router.context import WorkerContext
 from dynod.router.exchange import Exchange
 from dynod.router.hcodes import HCODES, page_for, render_response
-from dynod.router.headers import scan_request
+from dynod.router.headers import (
+    QUICK_FIELDS,
+    QUICK_REQUEST_LINE,
+    scan_request_head,
+)
 
 log = structlog.get_logger("dynod.router")
 
 _READ_BLOCK_PIPELINE = 2
+# Request line and each header line, header name, and header count (Heroku's
+# limits); the whole head is also capped, so 1000 long lines cannot make a
+# connection hold megabytes.
+_MAX_LINE = 8192
+_MAX_NAME = 1000
+_MAX_HEADERS = 1000
+_MAX_HEAD = 128 * 1024
+
+
+class _Refused(Exception):
+    """A request head passed one of the router's limits (H26)."""
 
 
 class ProxyConnection(asyncio.Protocol):
     """The router's side of one client's TCP connection."""
 
     __slots__ = (
-        "_active", "_closing", "_corked", "_headers", "_out", "_parser", "_queue",
-        "_read_blocks", "_receiving", "_url", "_write_paused", "client_ip", "ctx",
+        "_active", "_between", "_closing", "_corked", "_count", "_eof", "_head",
+        "_last", "_out", "_parser", "_queue", "_read_blocks", "_receiving",
+        "_tunnel", "_url", "_write_paused", "client_ip", "ctx", "forwarded",
         "last_active", "transport",
     )  # fmt: skip
 
@@ -44,16 +60,26 @@ class ProxyConnection(asyncio.Protocol):
         self.ctx = ctx
         self.transport: asyncio.Transport | None = None
         self.client_ip = b""
+        # X-Forwarded-Proto and -Port lines for this listener.
+        self.forwarded = ctx.port_line
         self.last_active = 0.0
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
-        self._headers: list[tuple[bytes, bytes]] = []
+        # The parser is between messages: a read may skip it (``_quick``).
+        self._between = True
+        # The header lines received so far, each led by CRLF, and their count.
+        self._head = b""
+        self._count = 0
         self._active: Exchange | None = None
         self._receiving: Exchange | None = None
+        # The last request parsed, and the one whose upgrade owns the stream.
+        self._last: Exchange | None = None
+        self._tunnel: Exchange | None = None
         self._queue: deque[Exchange] = deque()
         self._read_blocks = 0
         self._write_paused = False
         self._closing = False
+        self._eof = False
         # While corked, writes collect here and go out as one send on uncork.
         self._corked = False
         self._out: list[bytes] = []
@@ -71,17 +97,77 @@ class ProxyConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return
+        if self._tunnel is not None:
+            self._tunnel.from_client(data)
+            return
+        if self._between and data[-4:] == b"\r\n\r\n" and self._quick(data):
+            return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
-            # The Upgrade header was stripped, so the request went out as a plain
-            # one; parse whatever follows it with a fresh parser.
-            self._parser = httptools.HttpRequestParser(self)
             rest = data[exc.args[0] :]
+            ex = self._last
+            if ex is not None and ex.info.upgrade_to and not ex.done:
+                # What follows is in the protocol asked for; its exchange relays
+                # it once the dyno agrees.
+                self._tunnel = ex
+                if rest:
+                    ex.from_client(rest)
+                return
+            # No upgrade is under way (CONNECT, or the request already ended):
+            # parse whatever follows with a fresh parser.
+            self._parser = httptools.HttpRequestParser(self)
+            self._between = True
             if rest:
                 self.data_received(rest)
         except httptools.HttpParserError as exc:
             self._malformed(str(exc))
+
+    def _quick(self, data: bytes) -> bool:
+        """Serve ``data`` if it is exactly one plain request without a body.
+
+        Most requests are one read holding a bodiless GET: checking that with
+        two regular expressions is cheaper than the parser's callbacks.
+        Returns False, having done nothing, for anything else.
+        """
+        eol = data.find(b"\r\n")
+        line = QUICK_REQUEST_LINE.fullmatch(data, 0, eol)
+        # Within every limit by construction: no line can be longer than the
+        # whole, and the header count is checked the cheap way.
+        if line is None or len(data) > _MAX_LINE:
+            return False
+        if len(data) > 4 * _MAX_HEADERS and data.count(b"\n") > _MAX_HEADERS + 2:
+            return False
+        head = data[eol:-2]
+        if QUICK_FIELDS.fullmatch(head) is None:
+            return False
+        info = scan_request_head(head)
+        if info.framed or info.upgrade or info.bad is not None:
+            return False
+        http10 = line.group(3) == b"0"
+        keep = info.keep_alive if http10 else not info.close
+        ex = Exchange(self, line.group(1), line.group(2), info, http10, keep)
+        ex.request_done = True
+        self.last_active = self.ctx.loop.time()
+        if self._active is None:
+            self._active = ex
+            ex.begin()
+        else:
+            self._queue.append(ex)
+            self.block_reading(_READ_BLOCK_PIPELINE)
+        return True
+
+    def eof_received(self) -> bool:
+        """The client half-closed: answer what it asked for whole, then close.
+
+        RFC 9112 §9.6 lets a client close its sending side and still read the
+        response; a request cut short by the close is abandoned (H27).
+        """
+        self._eof = True
+        if self._tunnel is not None:
+            # An upgraded connection ends as a whole when either side closes.
+            return False
+        return self._active is not None and self._receiving is None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
@@ -106,28 +192,42 @@ class ProxyConnection(asyncio.Protocol):
     # -- parser callbacks ------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self._between = False
+        self.last_active = self.ctx.loop.time()
         self._url = b""
-        self._headers = []
+        self._head = b""
+        self._count = 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        if len(self._url) > _MAX_LINE:
+            raise _Refused("request line too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
+        # Raising stops the parser: the client gets 400 before it sends more.
+        self._count += 1
+        if len(name) > _MAX_NAME or len(name) + len(value) + 2 > _MAX_LINE:
+            raise _Refused("header line too long")
+        if self._count > _MAX_HEADERS:
+            raise _Refused("too many headers")
+        self._head += b"\r\n%s: %s" % (name, value)
+        if len(self._head) > _MAX_HEAD:
+            raise _Refused("request head too large")
 
     def on_headers_complete(self) -> None:
         if self._closing:
             return
         parser = self._parser
+        info = scan_request_head(self._head + b"\r\n")
         ex = Exchange(
             self,
             parser.get_method(),
             self._url,
-            scan_request(self._headers),
+            info,
             parser.get_http_version() == "1.0",
             parser.should_keep_alive(),
         )
-        self._receiving = ex
+        self._receiving = self._last = ex
         if self._active is None:
             self._active = ex
             ex.begin()
@@ -140,6 +240,7 @@ class ProxyConnection(asyncio.Protocol):
             self._receiving.on_request_body(data)
 
     def on_message_complete(self) -> None:
+        self._between = True
         ex = self._receiving
         if ex is not None:
             self._receiving = None
@@ -170,7 +271,7 @@ class ProxyConnection(asyncio.Protocol):
             return
         self._active = None
         self.last_active = self.ctx.loop.time()
-        if not keep_alive or self.ctx.draining:
+        if not keep_alive or self.ctx.draining or (self._eof and not self._queue):
             self.close()
             return
         if self._queue:
@@ -196,6 +297,16 @@ class ProxyConnection(asyncio.Protocol):
     def idle(self) -> bool:
         """No request in progress on this connection."""
         return self._active is None and self._receiving is None
+
+    @property
+    def active(self) -> Exchange | None:
+        """The exchange being served, if any."""
+        return self._active
+
+    @property
+    def in_head(self) -> bool:
+        """A request head has begun arriving (and ``last_active`` says when)."""
+        return not self._between and self._receiving is None
 
     def close(self) -> None:
         """Close after what was written is flushed."""

@@ -9,22 +9,28 @@ anything unasked) while it waits, it leaves the pool and is never handed out.
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import TYPE_CHECKING, cast
 
 import httptools
+
+from dynod.router.headers import QUICK_FIELDS
 
 if TYPE_CHECKING:
     from dynod.router.exchange import Exchange
 
 Key = tuple[str, int]
+# After "HTTP/1.1 ": a final status and a reason phrase (RFC 9112 §4).
+_STATUS_LINE = re.compile(rb"[2-5][0-9][0-9] [\t\x20-\x7e\x80-\xff]*")
 
 
 class UpstreamConnection(asyncio.Protocol):
     """One TCP connection to a dyno, parsing the responses it sends back."""
 
     __slots__ = (
-        "_head_only", "_headers", "_interim", "_parser", "_reason", "closed",
-        "exchange", "idle_since", "key", "pool", "transport", "used",
+        "_head", "_head_only", "_in_head", "_interim", "_parser", "_relayed",
+        "_tunnel", "closed", "exchange", "idle_since", "key", "pool", "transport",
+        "used",
     )  # fmt: skip
 
     def __init__(self, pool: UpstreamPool, key: Key) -> None:
@@ -36,9 +42,15 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_since = 0.0
         self.used = False
         self._parser = httptools.HttpResponseParser(self)
-        self._reason = b""
-        self._headers: list[tuple[bytes, bytes]] = []
+        # The bytes of the response head being received: the parser checks
+        # the head, and the router relays its lines without re-serialising.
+        self._head = b""
+        self._in_head = True
         self._interim = False
+        # The head of the current response went out before the parser saw it.
+        self._relayed = False
+        # After a 101: bytes go to the client unparsed.
+        self._tunnel = False
         self._head_only = False
 
     # -- transport events ------------------------------------------------------
@@ -53,12 +65,29 @@ class UpstreamConnection(asyncio.Protocol):
             # A dyno speaking out of turn cannot be trusted with the next request.
             self.close()
             return
+        if self._tunnel:
+            ex.from_dyno(data)
+            return
         if not ex.first_byte:
             ex.on_first_byte()
         proxy = ex.proxy
         proxy.cork()
         try:
+            if self._in_head:
+                if not self._head and self._quick(ex, data):
+                    return
+                self._head = self._head + data if self._head else data
             self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            # After a 101 the dyno speaks the new protocol: relay it as is.
+            if self.exchange is ex and ex.upgraded:
+                self._tunnel = True
+                rest = data[exc.args[0] :]
+                if rest:
+                    ex.from_dyno(rest)
+            elif self.exchange is ex:
+                ex.on_bad_response("upgrade the client did not ask for")
+            return
         except httptools.HttpParserError as exc:
             if self.exchange is ex:
                 ex.on_bad_response(str(exc))
@@ -69,6 +98,42 @@ class UpstreamConnection(asyncio.Protocol):
             # The response to HEAD ended at its headers, whatever they declared.
             self._parser = httptools.HttpResponseParser(self)
             self._head_only = False
+            self._in_head = True
+            self._head = b""
+
+    def _quick(self, ex: Exchange, data: bytes) -> bool:
+        """Relay a plain response head without waiting for the parser.
+
+        The head is checked strictly (HTTP/1.1, a final status with a body,
+        header lines of token, colon and visible characters).  If ``data`` is
+        also exactly its whole length-framed body, the response is complete
+        and the parser never runs; otherwise the parser gets ``data`` as usual
+        and only skips relaying the head again.  Returns False, having done
+        nothing, when the head is not plain or not complete in ``data``.
+        """
+        if data[:9] != b"HTTP/1.1 " or ex.method == b"HEAD":
+            return False
+        end = data.find(b"\r\n\r\n")
+        eol = data.find(b"\r\n")
+        if end < 0 or _STATUS_LINE.fullmatch(data, 9, eol) is None:
+            return False
+        status = int(data[9:12])
+        if status in (204, 304) or not QUICK_FIELDS.fullmatch(data, eol, end + 2):
+            return False
+        length = ex.on_response_head(status, data[: end + 2])
+        if self.exchange is not ex:
+            return True
+        if length == len(data) - end - 4:
+            if length:
+                ex.on_response_body(data[end + 4 :])
+            self._head = b""
+            ex.on_response_complete(True)
+            return True
+        # Let the parser frame the body, from the start of this message.
+        self._relayed = True
+        self._head = data
+        self._parser.feed_data(data)
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -90,27 +155,33 @@ class UpstreamConnection(asyncio.Protocol):
     # -- parser callbacks ------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self._reason = b""
-        self._headers = []
-
-    def on_status(self, reason: bytes) -> None:
-        self._reason += reason
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
+        if self.exchange is None:
+            # A second response after the one asked for, in the same read.
+            self.close()
 
     def on_headers_complete(self) -> None:
+        head = self._head
+        end = head.find(b"\r\n\r\n")
+        self._in_head = False
+        self._head = b""
         status = self._parser.get_status_code()
         # Interim responses (RFC 9110 §15.2) are not relayed: the router answers
         # ``Expect: 100-continue`` itself and never asks the dyno to.
         if 100 <= status < 200 and status != 101:
             self._interim = True
+            self._in_head = True
+            self._head = head[end + 4 :]
             return
         ex = self.exchange
+        if self._relayed:
+            self._relayed = False
+            return
         if ex is not None and not self._head_only:
-            ex.on_response_head(
-                status, self._reason, self._headers, self._parser.should_keep_alive()
-            )
+            if end < 0:
+                # Only a head with bare LF line ends gets here.
+                ex.on_bad_response("response head without CRLF line ends")
+                return
+            ex.on_response_head(status, head[: end + 2])
 
     def on_body(self, data: bytes) -> None:
         ex = self.exchange
@@ -121,6 +192,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self._interim:
             self._interim = False
             return
+        self._in_head = True
         ex = self.exchange
         if ex is not None and not self._head_only:
             ex.on_response_complete(self._parser.should_keep_alive())
@@ -130,6 +202,10 @@ class UpstreamConnection(asyncio.Protocol):
     def send(self, data: bytes) -> None:
         assert self.transport is not None
         self.transport.write(data)
+
+    def keeps_alive(self) -> bool:
+        """Whether the dyno lets this connection carry another request."""
+        return bool(self._parser.should_keep_alive())
 
     def end_at_head(self) -> None:
         """The current response has no body (it answers HEAD)."""
@@ -156,6 +232,8 @@ class UpstreamPool:
     def __init__(self, size: int) -> None:
         self._size = size
         self._idle: dict[Key, list[UpstreamConnection]] = {}
+        # Dyno addresses in the current route table; None until the first one.
+        self._live: set[Key] | None = None
 
     def take(self, key: Key) -> UpstreamConnection | None:
         """An idle connection to ``key`` that is still open, or None."""
@@ -167,9 +245,17 @@ class UpstreamPool:
         return None
 
     def put(self, conn: UpstreamConnection, now: float) -> None:
-        """Keep ``conn`` for reuse, or close it if the dyno's pool is full."""
+        """Keep ``conn`` for reuse, or close it if the dyno's pool is full.
+
+        A connection to a dyno that has left the route table since the
+        exchange began is closed: that dyno is being stopped.
+        """
         conn.exchange = None
         if conn.closed:
+            return
+        live = self._live
+        if live is not None and conn.key not in live:
+            conn.close()
             return
         conns = self._idle.setdefault(conn.key, [])
         if len(conns) >= self._size:
@@ -194,10 +280,16 @@ class UpstreamPool:
                 conn.close()
 
     def retain(self, keys: set[Key]) -> None:
-        """Close every idle connection to a dyno not in ``keys``."""
+        """Close every idle connection to a dyno not in ``keys``, and close
+        connections to such dynos as their exchanges end, instead of pooling."""
+        self._live = keys
         for key in [k for k in self._idle if k not in keys]:
             for conn in self._idle.pop(key):
                 conn.close()
+
+    def idle_count(self, key: Key) -> int:
+        """How many idle connections to ``key`` are pooled."""
+        return sum(1 for c in self._idle.get(key, ()) if not c.closed)
 
     def close_all(self) -> None:
         self.retain(set())

@@ -10,6 +10,7 @@ keep-alive connections, lets requests in flight finish for up to
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import random
 import signal
@@ -23,6 +24,7 @@ from dynod.router.context import WorkerContext
 from dynod.router.logline import LogSender
 from dynod.router.proxy import ProxyConnection
 from dynod.router.settings import RouterSettings
+from dynod.router.tls import TlsListener, TlsOptions, front_door
 from dynod.router.watcher import TableWatcher
 
 log = structlog.get_logger("dynod.router")
@@ -53,6 +55,7 @@ def run_worker(
     port: int,
     settings: RouterSettings,
     ready_fd: int | None = None,
+    tls: TlsOptions | None = None,
 ) -> int:
     """Serve until SIGTERM or SIGINT; returns the process exit status.
 
@@ -61,13 +64,18 @@ def run_worker(
     """
     # Forked workers share the parent's PRNG state; request ids must not repeat.
     random.seed()
+    # Objects from startup live as long as the worker: keep them out of every
+    # collection, and collect the short-lived per-request ones less often.
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 50)
     try:
         sock = listen_socket(bind, port)
+        tls_sock = listen_socket(bind, tls.port) if tls is not None else None
     except OSError as exc:
         log.error("cannot listen", bind=bind, port=port, error=str(exc))
         return EXIT_CANNOT_LISTEN
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(_serve(sock, run_dir, port, settings, ready_fd))
+        runner.run(_serve(sock, run_dir, port, settings, ready_fd, tls, tls_sock))
     return 0
 
 
@@ -77,6 +85,8 @@ async def _serve(
     port: int,
     settings: RouterSettings,
     ready_fd: int | None,
+    tls: TlsOptions | None = None,
+    tls_sock: socket.socket | None = None,
 ) -> None:
     loop = asyncio.get_running_loop()
 
@@ -86,11 +96,16 @@ async def _serve(
         loop.add_signal_handler(sig, stop.set)
 
     # Load the table before the first connection is accepted.
-    logs = LogSender(str(run_dir / "logs.sock"))
+    logs = LogSender(str(run_dir / "logs.sock"), loop)
     ctx = WorkerContext(settings, logs, port)
     watcher = TableWatcher(run_dir / "routes.json", ctx.swap_table, settings.table_poll)
     watcher.start()
     server = await loop.create_server(lambda: ProxyConnection(ctx), sock=sock)
+    # HTTPS with SNI, and ACME challenges answered before routing.
+    ctx.front = front_door(run_dir / "acme-challenge")
+    https = TlsListener(tls, ctx) if tls is not None else None
+    if https is not None and tls_sock is not None:
+        await https.start(tls_sock)
     housekeeping = loop.create_task(_housekeeping(ctx))
     deadlines = loop.create_task(_first_byte_deadlines(ctx))
     if ready_fd is not None:
@@ -103,6 +118,8 @@ async def _serve(
     # Stop accepting and close connections that are between requests.
     ctx.draining = True
     server.close()
+    if https is not None:
+        https.close()
     for conn in list(ctx.connections):
         if conn.idle:
             conn.close()
@@ -141,6 +158,12 @@ async def _housekeeping(ctx: WorkerContext) -> None:
         now = ctx.loop.time()
         ctx.pool.sweep(now - settings.upstream_idle_timeout)
         limit = now - settings.client_idle_timeout
+        # A head still arriving after the header timeout is a slow client (or
+        # an attack holding connections open): it gets no more time.
+        head_limit = now - settings.header_timeout
+        idle_limit = now - settings.idle_timeout
         for conn in list(ctx.connections):
-            if conn.idle and conn.last_active < limit:
+            if conn.active is not None:
+                conn.active.check_idle(idle_limit)
+            if conn.idle and conn.last_active < (head_limit if conn.in_head else limit):
                 conn.close()

@@ -55,6 +55,8 @@ class DynoStats:
     memory_limit_bytes: int
     pids: int
     cpu_seconds: float
+    # Times the kernel's OOM killer acted inside the dyno's cgroup so far.
+    oom_kills: int = 0
 
 
 class AgentListener(Protocol):

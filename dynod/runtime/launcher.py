@@ -10,7 +10,9 @@ The spawner calls :func:`launch` in its own (single-threaded) process::
                                     (:mod:`dynod.runtime.rootfs`), waits for
                                     "go", unshares CGROUP, configures lo and
                                     eth0, pivots, sets the hostname, drops to
-                                    the dyno's uid and execs tini
+                                    the dyno's uid, capabilities and seccomp
+                                    (:mod:`dynod.runtime.privileges`) and
+                                    execs tini
 
 A exits at once, so B is reparented to the spawner (a child subreaper), which
 reaps it and reports its status.  B is in every cgroup before it makes its
@@ -30,20 +32,19 @@ import errno
 import ipaddress
 import json
 import os
-import resource
 import signal
 import socket
 import time
 from dataclasses import dataclass
 
 from dynod.errors import RuntimeFailure
+from dynod.runtime import privileges
 from dynod.runtime import syscalls as sc
 from dynod.runtime.netlink import Netlink
 from dynod.runtime.plan import LaunchPlan
 from dynod.runtime.rootfs import build_root, enter_root
 
 INIT = "/usr/bin/tini"
-NOFILE = 10000
 # Sources the slug's profile scripts, then replaces bash with the command.
 PROFILE_SCRIPT = (
     'for f in /app/.profile.d/*.sh; do [ -r "$f" ] && . "$f"; done; unset f; '
@@ -204,12 +205,9 @@ def _child_b(
         _set_stdio(stdio)
         marks["b_pivot"] = time.monotonic()
 
-        # Drop to the dyno's user for good; no_new_privs bars regaining any.
-        resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
-        os.setgroups([])
-        os.setresgid(plan.gid, plan.gid, plan.gid)
-        os.setresuid(plan.uid, plan.uid, plan.uid)
-        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+        # Drop to the dyno's user for good: no capabilities, no_new_privs,
+        # seccomp (see privileges.py for the order).
+        privileges.drop(plan)
         os.chdir("/app")
         marks["b_creds"] = time.monotonic()
         os.write(status, json.dumps({"marks": marks}).encode() + b"\n")

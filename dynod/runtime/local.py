@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import dataclasses
 import shutil
 import signal
 from dataclasses import dataclass, field
@@ -155,7 +156,12 @@ class LocalAgent:
         ip = self.pool.allocate()
         veth = veth_name(self.config.instance, self.config.dyno_subnet, ip)
         try:
-            self.cgroups.create(spec.dyno_id, spec.size)
+            # An earlier dyno's ARP entry for the address must not outlive it.
+            await self.network.forget_neighbour(ip)
+            limit = spec.memory_limit_bytes or spec.size.memory_bytes
+            self.cgroups.create(
+                spec.dyno_id, dataclasses.replace(spec.size, memory_bytes=limit)
+            )
             plan = LaunchPlan.from_spec(
                 spec,
                 [str(p) for p in self.cgroups.paths(spec.dyno_id)],
@@ -279,6 +285,7 @@ class LocalAgent:
             limit,
             self.cgroups.pids_current(dyno_id),
             self.cgroups.cpu_seconds(dyno_id),
+            self.cgroups.oom_kills(dyno_id),
         )
 
     async def close(self) -> None:

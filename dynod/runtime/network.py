@@ -8,12 +8,20 @@ address of the subnet and a veth whose host end is named after that address
 dynos.  The launcher creates the veth itself (see :mod:`dynod.runtime.launcher`);
 the kernel deletes it when the dyno's network namespace dies, and
 :meth:`DynoNetwork.delete_link` removes any that outlive their dyno.
+
+The bridge gets a fixed MAC address derived from the instance name.  A bridge
+whose address was never set takes the lowest MAC of its ports and changes it
+whenever that port leaves (``br_stp_recalculate_bridge_id`` in
+net/bridge/br_stp_if.c); every dyno's ARP entry for its gateway then points at
+a MAC that no longer exists, and replies to the router vanish until the entry
+goes stale (tens of seconds).  Dynos leave all the time, so the address is set.
 """
 
 from __future__ import annotations
 
 import builtins
 import errno
+import hashlib
 import ipaddress
 from dataclasses import dataclass
 
@@ -30,6 +38,13 @@ IFNAMSIZ = 15
 
 def bridge_name(instance: str) -> str:
     return f"{instance}br"
+
+
+def bridge_mac(instance: str) -> str:
+    """A stable, locally administered unicast MAC for the instance's bridge."""
+    digest = hashlib.sha256(f"dynod-bridge:{instance}".encode()).digest()
+    # 0x02 in the first octet: locally administered, unicast (IEEE 802).
+    return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
 
 
 def _hex_width(subnet: ipaddress.IPv4Network) -> int:
@@ -114,6 +129,8 @@ class DynoNetwork:
             if not await ipr.link_lookup(ifname=self.bridge):
                 await ipr.link("add", ifname=self.bridge, kind="bridge")
             (index,) = await ipr.link_lookup(ifname=self.bridge)
+            # Fixed, so ports coming and going never change it (module docstring).
+            await ipr.link("set", index=index, address=bridge_mac(self.instance))
             try:
                 await ipr.addr(
                     "add",
@@ -148,6 +165,24 @@ class DynoNetwork:
                         raise
         if indexes:
             log.info("link removed", link=name)
+
+    async def forget_neighbour(self, ip: str) -> None:
+        """Drop the host's ARP entry for a dyno address before it is reused.
+
+        A dead dyno's entry (its eth0's MAC) would otherwise outlive it as
+        STALE, and the next dyno given the address gets no packet from the
+        host until the entry fails its probes (``delay_first_probe_time`` plus
+        ``ucast_solicit`` probes, 8 s by default; Documentation/networking/
+        ip-sysctl.rst): the router's connections to it time out meanwhile.
+        """
+        async with AsyncIPRoute() as ipr:
+            indexes = await ipr.link_lookup(ifname=self.bridge)
+            for index in indexes:
+                try:
+                    await ipr.neigh("del", dst=ip, ifindex=index)
+                except NetlinkError as exc:
+                    if exc.code not in (errno.ENOENT, errno.ESRCH, errno.ENODEV):
+                        raise
 
     async def destroy(self) -> None:
         for name in await self.links():

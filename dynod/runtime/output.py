@@ -3,17 +3,29 @@
 A line is what ends with a newline; one longer than :data:`MAX_LINE` bytes is
 cut into pieces of that size, so a dyno that never writes a newline cannot make
 the daemon buffer without bound.  What is left at end of file is a last line.
+
+Speed and fairness: each wake-up reads at most :data:`_READS_PER_WAKE` chunks of
+:data:`_READ_SIZE` bytes and splits them with one ``bytes.split``, then returns
+to the event loop, so a dyno that floods its pipe gets its turn like every other
+reader instead of holding the loop.  The pipe is grown to
+:data:`PIPE_SIZE` (``F_SETPIPE_SZ``, pipe(7)) so a writer rarely waits for the
+next turn.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import os
 import select
 from collections.abc import Callable
 
 MAX_LINE = 10000
-_READ_SIZE = 65536
+_READ_SIZE = 256 * 1024
+_READS_PER_WAKE = 4
+# pipe(7): the default /proc/sys/fs/pipe-max-size, which root may use.
+PIPE_SIZE = 1024 * 1024
 # How long drain() waits for a pipe whose writers should all be gone.
 DRAIN_TIMEOUT = 1.0
 
@@ -27,12 +39,15 @@ class LineSplitter:
 
     def feed(self, data: bytes) -> list[bytes]:
         """Complete lines in ``data`` (plus what was held back), without newlines."""
-        buffer = self._partial + data
+        buffer = self._partial + data if self._partial else data
         lines = buffer.split(b"\n")
         self._partial = lines.pop()
-        out: list[bytes] = []
-        for line in lines:
-            out.extend(self._cut(line))
+        if lines and max(map(len, lines)) > self.max_line:
+            out: list[bytes] = []
+            for line in lines:
+                out.extend(self._cut(line))
+        else:
+            out = lines
         # An unterminated run that has reached the limit goes out now.
         while len(self._partial) >= self.max_line:
             out.append(self._partial[: self.max_line])
@@ -67,13 +82,21 @@ class OutputReader:
         self._emit = emit
         self._splitter = LineSplitter()
         os.set_blocking(fd, False)
+        # Not every fd is a pipe (tests use files and sockets): best effort.
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
         loop.add_reader(fd, self._readable)
 
     def _readable(self) -> None:
         self._read(until_eof=False)
 
     def _read(self, until_eof: bool) -> None:
+        reads = 0
         while self._fd is not None:
+            if not until_eof and reads == _READS_PER_WAKE:
+                # Give the other readers (and the rest of dynod) their turn.
+                return
+            reads += 1
             try:
                 data = os.read(self._fd, _READ_SIZE)
             except BlockingIOError:
@@ -84,8 +107,9 @@ class OutputReader:
             if not data:
                 self.close()
                 return
+            emit = self._emit
             for line in self._splitter.feed(data):
-                self._emit(line)
+                emit(line)
 
     def _read_blocking(self) -> bytes:
         """Wait briefly for more; a writer that lingers past that is cut off."""

@@ -48,6 +48,9 @@ class LaunchPlan:
     gateway: str | None
     veth: str | None
     bridge: str | None
+    # The size's process limit (the app-wide RLIMIT_NPROC derives from it).
+    pids: int = 256
+    seccomp: bool = True
 
     @classmethod
     def from_spec(
@@ -81,6 +84,8 @@ class LaunchPlan:
             gateway=gateway,
             veth=veth,
             bridge=bridge,
+            pids=spec.size.pids,
+            seccomp=spec.seccomp,
         )
 
     @property

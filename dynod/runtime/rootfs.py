@@ -8,7 +8,9 @@ fill the host's disk and its writes vanish with it)::
     │   └── app/         owned by the dyno uid, so the merged /app is writable
     ├── work/            overlay work dir
     └── root/            overlay: lowerdir=<slug>:<stack> (builds: the stack)
-        ├── proc         a proc for the dyno's PID namespace
+        ├── proc         a proc for the dyno's PID namespace, with the host-
+        │                wide files masked or read-only (:func:`mask_proc`)
+        ├── sys          left empty: no sysfs, the host's devices stay unseen
         ├── dev          tmpfs: null zero full random urandom tty, pts, shm
         ├── tmp          1777, on the overlay (counts against the tmpfs)
         └── <binds>      nosuid,nodev, read-only when asked
@@ -27,7 +29,24 @@ from dynod.runtime import syscalls as sc
 from dynod.runtime.plan import LaunchPlan
 
 _WRITABLE = sc.MS_NOSUID | sc.MS_NODEV
+_READONLY = sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
 _DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+# Under /proc: covered (files by /dev/null, directories by an empty tmpfs) ...
+_PROC_MASKED = (
+    "acpi",
+    "asound",
+    "kcore",
+    "keys",
+    "key-users",
+    "kmsg",
+    "latency_stats",
+    "timer_list",
+    "timer_stats",
+    "sched_debug",
+    "scsi",
+)
+# ... and frozen read-only.
+_PROC_READONLY = ("bus", "fs", "irq", "sys", "sysrq-trigger")
 
 
 def build_root(plan: LaunchPlan, scratch: str) -> str:
@@ -74,6 +93,7 @@ def build_root(plan: LaunchPlan, scratch: str) -> str:
     proc = os.path.join(root, "proc")
     os.makedirs(proc, exist_ok=True)
     sc.mount("proc", proc, "proc", _WRITABLE | sc.MS_NOEXEC)
+    mask_proc(proc)
     _build_dev(os.path.join(root, "dev"))
 
     # /tmp lives on the overlay, so it counts against the ephemeral limit.
@@ -83,16 +103,44 @@ def build_root(plan: LaunchPlan, scratch: str) -> str:
     return root
 
 
+def mask_proc(proc: str) -> None:
+    """Hide or freeze the parts of ``proc`` that speak for the whole host.
+
+    A PID namespace hides other processes, but many files under /proc are
+    global: kernel memory, keyrings, timers, the sysctls, the magic SysRq key.
+    Files are covered with the host's /dev/null, directories with an empty
+    read-only tmpfs, and the writable global ones are made read-only, so even
+    a process that somehow regained root could not change the host through
+    them.  The same list as Docker's and runc's defaults, plus kmsg.
+    """
+    for name in _PROC_MASKED:
+        path = os.path.join(proc, name)
+        if os.path.isdir(path):
+            sc.mount("masked", path, "tmpfs", _READONLY, "size=0,mode=0555")
+        elif os.path.exists(path):
+            # Reads give nothing, writes fail: /dev/null's node, read-only.
+            sc.mount("/dev/null", path, None, sc.MS_BIND)
+            flags = sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | sc.MS_NOSUID
+            sc.mount("none", path, None, flags | sc.MS_NOEXEC)
+    for name in _PROC_READONLY:
+        path = os.path.join(proc, name)
+        if os.path.exists(path):
+            sc.mount(path, path, None, sc.MS_BIND | sc.MS_REC)
+            sc.mount("none", path, None, sc.MS_BIND | sc.MS_REMOUNT | _READONLY)
+
+
 def _build_dev(dev: str) -> None:
     """A minimal /dev: a few host devices, a private devpts and a shm tmpfs."""
     os.makedirs(dev, exist_ok=True)
     sc.mount("dev", dev, "tmpfs", _WRITABLE | sc.MS_NOEXEC, "size=64k,mode=0755")
-    # The device nodes are bind mounts: each carries the host /dev's flags, so
-    # the nodev tmpfs under them does not matter.
+    # The device nodes are bind mounts of the host's (a nodev tmpfs could not
+    # hold working nodes): device access stays, nosuid and noexec are added.
     for name in _DEVICES:
         node = os.path.join(dev, name)
         os.close(os.open(node, os.O_CREAT | os.O_WRONLY, 0o666))
         sc.mount(f"/dev/{name}", node, None, sc.MS_BIND)
+        flags = sc.MS_BIND | sc.MS_REMOUNT | sc.MS_NOSUID | sc.MS_NOEXEC
+        sc.mount("none", node, None, flags)
     pts = os.path.join(dev, "pts")
     os.mkdir(pts, 0o755)
     sc.mount(

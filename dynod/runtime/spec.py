@@ -89,3 +89,8 @@ class DynoSpec:
     # Attached one-offs read stdin from the client; others get /dev/null.
     stdin: bool = False
     release_version: int = 0
+    # The cgroup's hard memory limit; None means the size's quota.  The manager
+    # sets twice the quota, so R14 is logged between quota and limit.
+    memory_limit_bytes: int | None = None
+    # The seccomp filter (:mod:`dynod.runtime.seccomp`); off only to measure it.
+    seccomp: bool = True

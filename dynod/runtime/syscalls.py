@@ -32,8 +32,14 @@ MS_PRIVATE = 0x40000
 
 MNT_DETACH = 0x2
 
+PR_CAPBSET_DROP = 24
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+# Highest capability number a kernel this old knows (CAP_CHECKPOINT_RESTORE);
+# newer kernels say theirs in /proc/sys/kernel/cap_last_cap.
+CAP_LAST_CAP = 40
 
 # pivot_root has no glibc wrapper; its number differs per architecture.
 _PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
@@ -100,8 +106,47 @@ def sethostname(name: str) -> None:
     _check(_libc.sethostname(raw, len(raw)), f"sethostname {name}")
 
 
-def prctl(option: int, arg: int) -> None:
-    _check(_libc.prctl(option, arg, 0, 0, 0), f"prctl {option}")
+def prctl(option: int, arg: int, arg3: int = 0) -> None:
+    _check(_libc.prctl(option, arg, arg3, 0, 0), f"prctl {option}")
+
+
+def prctl_pointer(option: int, arg: int, pointer: int) -> None:
+    """prctl with a pointer as its third argument (PR_SET_SECCOMP)."""
+    _check(_libc.prctl(option, arg, pointer, 0, 0), f"prctl {option}")
+
+
+def cap_last_cap() -> int:
+    """The highest capability number this kernel knows."""
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return CAP_LAST_CAP
+
+
+def drop_bounding_set(last_cap: int) -> None:
+    """Empty the capability bounding set (needs CAP_SETPCAP, so call as root).
+
+    Nothing exec'd afterwards can gain a capability, not even from a file
+    capability or a setuid-root binary (capabilities(7), "bounding set").
+    """
+    for cap in range(last_cap + 1):
+        prctl(PR_CAPBSET_DROP, cap)
+
+
+# capset(2) has no glibc wrapper; _LINUX_CAPABILITY_VERSION_3 takes two data
+# structs (capabilities 0-31 and 32-63) of effective, permitted, inheritable.
+_CAPSET = {"x86_64": 126, "aarch64": 91}
+_CAP_VERSION_3 = 0x20080522
+
+
+def clear_capabilities() -> None:
+    """Empty the effective, permitted, inheritable and ambient sets."""
+    header = ctypes.create_string_buffer(struct.pack("=Ii", _CAP_VERSION_3, 0))
+    data = ctypes.create_string_buffer(struct.pack("=6I", 0, 0, 0, 0, 0, 0))
+    number = _CAPSET[platform.machine()]
+    _check(_libc.syscall(ctypes.c_long(number), header, data), "capset")
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
 
 
 CLONE_INTO_CGROUP = 0x200000000

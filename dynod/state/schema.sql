@@ -63,3 +63,62 @@ CREATE TABLE IF NOT EXISTS authorizations (
     description TEXT NOT NULL DEFAULT '',
     created_at REAL NOT NULL
 );
+
+-- Custom domains: the router answers on each for its app.  ACM status columns
+-- follow Heroku's (NULL = waiting; pending, verified, cert issued, failing, failed).
+CREATE TABLE IF NOT EXISTS domains (
+    id TEXT PRIMARY KEY,
+    app_id TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+    hostname TEXT NOT NULL UNIQUE,
+    acm_status TEXT,
+    acm_status_reason TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+
+-- TLS certificates: uploaded (sni endpoints) or obtained by ACME.  chain and
+-- key are PEM; domains is a JSON list of the names the certificate covers.
+CREATE TABLE IF NOT EXISTS certificates (
+    id TEXT PRIMARY KEY,
+    app_id TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+    name TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    chain TEXT NOT NULL,
+    key TEXT NOT NULL,
+    domains TEXT NOT NULL,
+    not_before REAL NOT NULL,
+    not_after REAL NOT NULL,
+    -- Smallest expiry warning (in days) already logged for this certificate.
+    warned_days INTEGER,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+
+-- Apps with automatic certificate management on.
+CREATE TABLE IF NOT EXISTS acm_apps (
+    app_id TEXT PRIMARY KEY REFERENCES apps(id) ON DELETE CASCADE,
+    enabled_at REAL NOT NULL
+);
+
+-- Log drains: where an app's log stream is shipped.  cursor_seq/cursor_offset
+-- is the drain's place in the app's on-disk history (what it has delivered).
+CREATE TABLE IF NOT EXISTS drains (
+    id TEXT PRIMARY KEY,
+    app_id TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+    url TEXT NOT NULL,
+    token TEXT NOT NULL UNIQUE,
+    cursor_seq INTEGER NOT NULL DEFAULT 0,
+    cursor_offset INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    UNIQUE (app_id, url)
+);
+
+-- App features (features:enable NAME); a missing row means the default.
+CREATE TABLE IF NOT EXISTS app_features (
+    app_id TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    enabled INTEGER NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (app_id, name)
+);

@@ -9,8 +9,11 @@ One run, one backend, one load generator:
   3. nginx as a reverse proxy with upstream keep-alive and N workers.
 
 Prints requests/s and p50/p99 latency per target, and the router's share of
-nginx's throughput (goal: at least 0.5).  Every process is stopped and every
-temp file removed at the end, also on failure.
+nginx's throughput (goal: at least 0.5) and the latency each proxy adds at
+p99 (goal: the router's at most twice nginx's).  Then ``--idle-connections``
+(default 10,000) keep-alive connections are opened from a client process and
+left idle, and the router's RSS per connection is printed.  Every process is
+stopped and every temp file removed at the end, also on failure.
 
     .venv/bin/python tests/bench/bench_router.py [--workers N] [--duration S]
 """
@@ -21,6 +24,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import secrets
 import shutil
 import signal
@@ -99,6 +103,65 @@ def wrk(url: str, host: str, duration: int) -> dict[str, float]:
     return {"rps": rps, "p50": pct("50"), "p99": pct("99")}
 
 
+_IDLE_CLIENT = """
+import resource, socket, sys
+port, count = int(sys.argv[1]), int(sys.argv[2])
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+request = b"GET / HTTP/1.1\\r\\nHost: bench.localhost\\r\\n\\r\\n"
+socks = []
+for _ in range(count):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(request)
+    socks.append(s)
+for s in socks:
+    data = b""
+    while not data.endswith(b"bench backend"):
+        data += s.recv(4096)
+print("open", flush=True)
+sys.stdin.read()
+"""
+
+
+def rss_kib(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
+
+
+def idle_memory(router: subprocess.Popen[bytes], port: int, count: int) -> None:
+    """Open ``count`` keep-alive connections, one request each, and leave them
+    idle; print the router workers' RSS growth per connection."""
+    workers = [
+        int(p)
+        for p in subprocess.run(
+            ["pgrep", "-P", str(router.pid)], capture_output=True, text=True
+        ).stdout.split()
+    ]
+    before = rss_kib(workers)
+    client = subprocess.Popen(
+        [sys.executable, "-c", _IDLE_CLIENT, str(port), str(count)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert client.stdout is not None
+        if client.stdout.readline().strip() != b"open":
+            raise SystemExit("the idle-connection client failed")
+        time.sleep(0.5)
+        after = rss_kib(workers)
+    finally:
+        stop(client)
+    per = (after - before) * 1024 / count
+    print(
+        f"{count} idle keep-alive connections: router RSS {before / 1024:.1f} MiB"
+        f" -> {after / 1024:.1f} MiB, {per / 1024:.1f} KiB per connection"
+    )
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -113,8 +176,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--idle-connections", type=int, default=10_000)
     args = parser.parse_args()
 
+    # The router inherits this: it must hold the idle connections.
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     base = Path(tempfile.mkdtemp(prefix="dynod-bench-router-"))
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -164,6 +231,10 @@ def main() -> None:
         ):
             wait_port(port, proc)
 
+        # Memory of the fresh router holding many idle keep-alive connections.
+        if args.idle_connections:
+            idle_memory(router, router_port, args.idle_connections)
+
         # Each target in turn, under the same load; a short warm-up first.
         targets = [
             ("backend direct (anchor)", backend_port),
@@ -180,9 +251,15 @@ def main() -> None:
         print(f"{'target':32} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
         for name, r in results.items():
             print(f"{name:32} {r['rps']:>10.0f} {r['p50']:>8.2f} {r['p99']:>8.2f}")
-        ours = results[targets[1][0]]["rps"]
-        theirs = results[targets[2][0]]["rps"]
-        print(f"router / nginx proxy throughput: {ours / theirs:.2f} (goal >= 0.50)")
+        direct, ours, theirs = (results[t[0]] for t in targets)
+        ratio = ours["rps"] / theirs["rps"]
+        print(f"router / nginx proxy throughput: {ratio:.2f} (goal >= 0.50)")
+        added_ours = ours["p99"] - direct["p99"]
+        added_theirs = theirs["p99"] - direct["p99"]
+        print(
+            f"added p99 latency: router {added_ours:.2f} ms, nginx "
+            f"{added_theirs:.2f} ms (goal: router <= 2x nginx)"
+        )
     finally:
         for proc in reversed(procs):
             stop(proc)

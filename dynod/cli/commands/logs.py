@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import zlib
+from collections.abc import Callable
 
 import click
 
@@ -29,6 +31,10 @@ def colourise(line: str) -> str:
         colour = "magenta"
     tag = click.style(f"{source}[{dyno}]:", fg=colour)
     return f"{click.style(stamp, dim=True)} {tag} {message}"
+
+
+def _plain(line: str) -> str:
+    return line
 
 
 def as_record(line: str) -> str:
@@ -81,13 +87,23 @@ def logs(
       $ dynoctl logs -s dynod -d router -n 500 -a hello
     """
     params = {"lines": num, "tail": tail, "source": source, "dyno": dyno, "type": ptype}
-    render = as_record if s.out.as_json else colourise
+    stdout = sys.stdout
+    # Colour only on a terminal (and never with NO_COLOR); plain lines skip
+    # click's per-line work, which costs more than fetching them.
+    coloured = s.out.color is not False and stdout.isatty()
+    render: Callable[[str], str] = (
+        as_record if s.out.as_json else colourise if coloured else _plain
+    )
     try:
         for line in s.client.stream_lines(s.path("log-stream"), params=params):
-            s.out.echo(render(line))
+            stdout.write(render(line) + "\n")
+            if tail:
+                stdout.flush()
     except KeyboardInterrupt:
         # Ctrl-C is how a tail ends; it is not a failure.
         return
+    finally:
+        stdout.flush()
 
 
 COMMANDS = [logs]

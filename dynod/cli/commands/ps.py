@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import click
 
 from dynod.cli.base import Session, command
-from dynod.cli.output import format_bytes, format_when, render_table
+from dynod.cli.output import (
+    format_bytes,
+    format_when,
+    parse_time,
+    render_table,
+)
 from dynod.cli.parsing import needs_formation, parse_scale, parse_types, scale_updates
 
 _STATE_COLOURS = {"up": "green", "starting": "yellow", "crashed": "red", "down": "red"}
@@ -20,6 +26,18 @@ def dyno_order(dyno: dict[str, Any]) -> tuple[int, str, int]:
     _, _, number = str(dyno.get("name", "")).rpartition(".")
     rank = 0 if dtype == "web" else 2 if dtype == "run" else 1
     return (rank, dtype, int(number) if number.isdigit() else 0)
+
+
+def format_due(value: str, now: datetime | None = None) -> str:
+    """``in 8s`` or ``at 18:32:10 +0000`` for a crashed dyno's next attempt."""
+    when = parse_time(value).astimezone(UTC)
+    left = (when - (now or datetime.now(UTC))).total_seconds()
+    if left <= 0:
+        return "now"
+    if left < 3600:
+        minutes, seconds = divmod(int(left + 0.999), 60)
+        return f"in {minutes}m{seconds:02d}s" if minutes else f"in {seconds}s"
+    return when.strftime("at %H:%M:%S +0000")
 
 
 def render_ps(dynos: Sequence[dict[str, Any]]) -> list[str]:
@@ -47,6 +65,8 @@ def render_ps(dynos: Sequence[dict[str, Any]]) -> list[str]:
             state = str(d.get("state", ""))
             name = f"{d['name']} ({size}):" if one_off else f"{d['name']}:"
             since = format_when(d.get("updated_at"))
+            if state == "crashed" and d.get("restart_at"):
+                since += f", next attempt {format_due(d['restart_at'])}"
             # Heroku's own shape leads the line; extra columns align after it.
             row = [
                 f"{name} {click.style(state, fg=_STATE_COLOURS.get(state))} {since}",

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from dynod.firewall import Firewall, FirewallPlan
+from dynod.firewall import Firewall, FirewallPlan, WebPort
 
 pytestmark = pytest.mark.integration
 
@@ -187,6 +187,13 @@ def rules(instance: str) -> list[str]:
     return out
 
 
+def rules6(instance: str) -> list[str]:
+    text = subprocess.run(
+        ["ip6tables", "-S"], capture_output=True, text=True, check=True
+    ).stdout
+    return [line for line in text.splitlines() if instance in line]
+
+
 def drops(net: Net, network: str) -> int:
     """Packets our forward chain dropped on the way to ``network``."""
     text = subprocess.run(
@@ -211,13 +218,16 @@ def test_dynos_reach_only_the_outside(net: Net, firewall: Firewall) -> None:
         assert net.last_peer("b") == net.addrs["a"]
 
         started = time.monotonic()
-        firewall.apply()
+        firewall.apply([WebPort(IPv4Address(net.addrs["a"]), PORT)])
         print(f"\nfirewall apply: {(time.monotonic() - started) * 1000:.1f} ms")
 
-        # Dyno → host: blocked; host → dyno: allowed.
+        # Dyno → host: blocked; host → a web dyno's port: allowed.
         assert not net.reaches("a", net.addrs["br"], gw_port)
         socket.create_connection((net.addrs["a"], PORT), timeout=1).close()
         assert net.last_peer("a") == net.addrs["br"]
+        # Host → a dyno that is not a routed web dyno: refused by the firewall.
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((net.addrs["b"], PORT), timeout=0.5)
         # Dyno → dyno: blocked.
         assert not net.reaches("a", net.addrs["b"])
         # Dyno → a private network: blocked by our rule.
@@ -239,9 +249,77 @@ def test_apply_is_idempotent_and_remove_is_complete(
     firewall.apply()
 
     assert rules(net.instance) == once
-    assert len(once) == 3 + 2 + 9 + 1 + 3  # declarations, INPUT, FWD, POST, jumps
+    # Declarations, INPUT, OUT, FWD, POST, jumps.
+    assert len(once) == 5 + 2 + 4 + 9 + 1 + 4
+    assert len(rules6(net.instance)) == 1 + 1 + 4
 
     firewall.remove()
     firewall.remove()
     assert rules(net.instance) == []
+    assert rules6(net.instance) == []
     assert Path("/proc/sys/net/ipv4/ip_forward").read_text() == forward_before
+
+
+def test_dynos_reach_no_host_address_on_any_interface(
+    net: Net, firewall: Firewall
+) -> None:
+    # The host's own address on another interface (the "outside" bridge).
+    service = socket.socket()
+    service.bind((net.addrs["pu"], 0))
+    service.listen(4)
+    with service:
+        port = service.getsockname()[1]
+        assert net.reaches("a", net.addrs["pu"], port)
+        firewall.apply()
+        assert not net.reaches("a", net.addrs["pu"], port)
+
+
+def link_local(netns: str | None, device: str) -> str:
+    """The device's IPv6 link-local address, once duplicate detection is over."""
+    prefix = ["ip", "netns", "exec", netns] if netns else []
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        text = subprocess.run(
+            [*prefix, "ip", "-6", "-o", "addr", "show", "dev", device],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        if "fe80::" in text and "tentative" not in text:
+            return text.split("inet6 ")[1].split("/")[0]
+        time.sleep(0.1)
+    pytest.fail(f"{device} got no usable link-local address: {text!r}")
+
+
+def test_dynos_reach_the_host_over_no_ipv6_link_local(
+    net: Net, firewall: Firewall
+) -> None:
+    # The bridge's link-local address: any [::] service of the host is on it.
+    target = link_local(None, net.instance + "br") + "%eth0"
+    link_local(net.instance + "a", "eth0")
+    service = socket.socket(socket.AF_INET6)
+    service.bind(("::", 0))
+    service.listen(4)
+    with service:
+        port = service.getsockname()[1]
+        assert net.reaches("a", target, port)
+        firewall.apply()
+        assert not net.reaches("a", target, port)
+
+
+def test_rules_are_rebuilt_after_a_crash(net: Net, tmp_path: Path) -> None:
+    state = tmp_path / "firewall.json"
+    first = Firewall(net.plan, state_file=state)
+    first.apply()
+    expected = rules(net.instance)
+    try:
+        # The daemon "crashed": someone deleted a jump and a rule meanwhile.
+        sh("iptables", "-D", "INPUT", "-i", net.plan.bridge, "-j", net.plan.input_chain)
+        sh("iptables", "-D", net.plan.input_chain, "-j", "DROP")
+
+        Firewall(net.plan, state_file=state).apply()
+
+        assert sorted(rules(net.instance)) == sorted(expected)
+    finally:
+        Firewall(net.plan, state_file=state).remove()
+    assert rules(net.instance) == [] and rules6(net.instance) == []

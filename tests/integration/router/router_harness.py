@@ -54,12 +54,13 @@ def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
 
 
 @pytest.fixture
-def backends(instance: str) -> Iterator[Callable[[str], Backend]]:
-    """Starts backends by name; every one is stopped at the end of the test."""
+def backends(instance: str) -> Iterator[Callable[..., Backend]]:
+    """Starts backends by name (and port, if given); every one is stopped at the
+    end of the test."""
     started: list[Backend] = []
 
-    def start(name: str) -> Backend:
-        port = free_port()
+    def start(name: str, port: int | None = None) -> Backend:
+        port = port or free_port()
         proc = subprocess.Popen(
             [sys.executable, str(BACKEND), str(port), name, instance],
             stdout=subprocess.PIPE,
@@ -189,12 +190,13 @@ def read_logs(
     sock: socket.socket, count: int, wait: float = 2.0
 ) -> list[tuple[str, str]]:
     """Up to ``count`` datagrams as (app, line), waiting at most ``wait`` seconds."""
-    out = []
+    out: list[tuple[str, str]] = []
     sock.settimeout(wait)
     try:
         while len(out) < count:
-            app_name, line = sock.recv(65536).decode().split("\n", 1)
-            out.append((app_name, line))
+            # Several APP\nLINE records may share a datagram.
+            fields = sock.recv(65536).decode().split("\n")
+            out += zip(fields[::2], fields[1::2], strict=True)
     except TimeoutError:
         pass
     return out

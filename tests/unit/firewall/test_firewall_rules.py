@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from dynod.errors import FirewallError
-from dynod.firewall import Firewall, FirewallPlan, render
+from dynod.firewall import Firewall, FirewallPlan, WebPort, render
+from dynod.firewall.rules import render6
 
 PLAN = FirewallPlan(
     "dtabc12", "dtabc12br", IPv4Network("10.251.3.0/24"), IPv4Address("10.251.3.1")
@@ -21,7 +22,8 @@ def test_render_declares_our_chains_in_both_tables() -> None:
     filter_part, nat_part = text.split("*nat\n")
 
     assert filter_part.startswith(
-        "*filter\n:dtabc12-INPUT - [0:0]\n:dtabc12-FWD - [0:0]\n"
+        "*filter\n:dtabc12-INPUT - [0:0]\n:dtabc12-OUT - [0:0]\n"
+        ":dtabc12-FWD - [0:0]\n:dtabc12-WEB - [0:0]\n"
     )
     assert nat_part == (
         ":dtabc12-POST - [0:0]\n"
@@ -69,17 +71,25 @@ def test_render_drops_everything_but_replies_to_the_host() -> None:
 
 
 class FakeIptables:
-    """Just enough iptables: rules of built-in chains, -C/-D, restore, -S."""
+    """Just enough ip(6)tables: rules of built-in chains, -C/-D, restore, -S."""
 
     def __init__(self) -> None:
-        self.rules: list[tuple[str, str, str]] = []
+        # (family, table, chain, spec); family is "4" or "6".
+        self.rules: list[tuple[str, str, str, str]] = []
         self.restores: list[str] = []
         self.calls: list[list[str]] = []
         self.reject = False
 
+    def v4(self) -> list[tuple[str, str, str]]:
+        return sorted((t, c, s) for f, t, c, s in self.rules if f == "4")
+
+    def v6(self) -> list[tuple[str, str, str]]:
+        return sorted((t, c, s) for f, t, c, s in self.rules if f == "6")
+
     def __call__(self, argv: list[str], stdin: str | None) -> str:
         self.calls.append(argv)
-        if argv[0] == "iptables-restore":
+        family = "6" if argv[0].startswith("ip6") else "4"
+        if argv[0].endswith("-restore"):
             assert "--noflush" in argv and stdin is not None
             if self.reject:
                 raise subprocess.CalledProcessError(2, argv, "", "line 3 failed")
@@ -90,51 +100,79 @@ class FakeIptables:
                     table = line[1:]
                 elif line.split()[0] in ("-I", "-A") and "-" not in line.split()[1]:
                     _, chain, *spec = line.split()
-                    self.rules.append((table, chain, " ".join(spec)))
+                    self.rules.append((family, table, chain, " ".join(spec)))
             return ""
         args = [a for a in argv[1:] if a != "-w"]
         table = "filter"
         if args[0] == "-t":
             table, args = args[1], args[2:]
         op, chain, spec = args[0], args[1] if len(args) > 1 else "", " ".join(args[2:])
-        if op == "-C" and (table, chain, spec) not in self.rules:
+        rule = (family, table, chain, spec)
+        if op == "-C" and rule not in self.rules:
             raise subprocess.CalledProcessError(1, argv)
         if op == "-D":
-            self.rules.remove((table, chain, spec))
+            self.rules.remove(rule)
         if op == "-S":
-            return "".join(f"-A {c} {s}\n" for t, c, s in self.rules if c == chain)
+            return "".join(
+                f"-A {c} {s}\n" for f, t, c, s in self.rules if c == chain and f == "4"
+            )
         return ""
 
 
 @pytest.fixture
-def forward(tmp_path: Path) -> Path:
-    path = tmp_path / "ip_forward"
-    path.write_text("0\n")
-    return path
+def sysctls(tmp_path: Path) -> dict[str, Path]:
+    paths = {
+        name: tmp_path / name
+        for name in (
+            "ip_forward",
+            "bridge-nf-call-iptables",
+            "bridge-nf-call-ip6tables",
+        )
+    }
+    for path in paths.values():
+        path.write_text("0\n")
+    return paths
 
 
-def test_apply_adds_each_jump_once(forward: Path) -> None:
+def make(
+    ipt: FakeIptables, sysctls: dict[str, Path], state: Path | None = None
+) -> Firewall:
+    bridge = (sysctls["bridge-nf-call-iptables"], sysctls["bridge-nf-call-ip6tables"])
+    return Firewall(PLAN, ipt, sysctls["ip_forward"], bridge, state)
+
+
+def values(sysctls: dict[str, Path]) -> list[str]:
+    return [p.read_text() for p in sysctls.values()]
+
+
+def test_apply_adds_each_jump_once(sysctls: dict[str, Path]) -> None:
     ipt = FakeIptables()
-    fw = Firewall(PLAN, ipt, forward)
+    fw = make(ipt, sysctls)
 
     fw.apply()
     fw.apply()
 
-    assert sorted(ipt.rules) == [
+    assert ipt.v4() == [
         ("filter", "FORWARD", "-j dtabc12-FWD"),
         ("filter", "INPUT", "-i dtabc12br -j dtabc12-INPUT"),
+        ("filter", "OUTPUT", "-o dtabc12br -j dtabc12-OUT"),
         ("nat", "POSTROUTING", "-j dtabc12-POST"),
     ]
-    # The second restore rewrote our chains and carried no jumps.
-    assert ipt.restores[1] == render(PLAN)
-    jumps = "-I INPUT -i dtabc12br -j dtabc12-INPUT\n-I FORWARD -j dtabc12-FWD\n"
-    assert f"{jumps}COMMIT\n*nat" in ipt.restores[0]
-    assert forward.read_text() == "1\n"
+    assert ipt.v6() == [
+        ("filter", "FORWARD", "-i dtabc12br -j dtabc12-V6"),
+        ("filter", "FORWARD", "-o dtabc12br -j dtabc12-V6"),
+        ("filter", "INPUT", "-i dtabc12br -j dtabc12-V6"),
+        ("filter", "OUTPUT", "-o dtabc12br -j dtabc12-V6"),
+    ]
+    # The second restores rewrote our chains and carried no jumps.
+    assert ipt.restores[2:] == [render(PLAN), render6(PLAN)]
+    assert "-I INPUT -i dtabc12br -j dtabc12-INPUT\n" in ipt.restores[0]
+    assert values(sysctls) == ["1\n"] * 3
 
 
-def test_remove_undoes_apply_and_restores_forwarding(forward: Path) -> None:
+def test_remove_undoes_apply_and_restores_forwarding(sysctls: dict[str, Path]) -> None:
     ipt = FakeIptables()
-    fw = Firewall(PLAN, ipt, forward)
+    fw = make(ipt, sysctls)
     fw.apply()
 
     fw.remove()
@@ -143,36 +181,113 @@ def test_remove_undoes_apply_and_restores_forwarding(forward: Path) -> None:
     assert ipt.rules == []
     deleted = [c[-1] for c in ipt.calls if "-X" in c]
     assert deleted.count("dtabc12-INPUT") == 2
-    assert {"dtabc12-FWD", "dtabc12-POST"} <= set(deleted)
-    assert forward.read_text() == "0\n"
+    assert {"dtabc12-FWD", "dtabc12-POST", "dtabc12-OUT", "dtabc12-WEB"} <= set(deleted)
+    assert "dtabc12-V6" in deleted
+    assert values(sysctls) == ["0\n"] * 3
 
 
-def test_forwarding_stays_on_while_another_instance_forwards(forward: Path) -> None:
+def test_a_crashed_daemons_settings_are_restored_by_the_next(
+    sysctls: dict[str, Path], tmp_path: Path
+) -> None:
+    state = tmp_path / "firewall.json"
     ipt = FakeIptables()
-    ipt.rules.append(("filter", "FORWARD", "-j other1-FWD"))
-    fw = Firewall(PLAN, ipt, forward)
+    make(ipt, sysctls, state).apply()
+    # The first daemon died here; the next one applies again, then tears down.
+    again = make(ipt, sysctls, state)
+    again.apply()
+    assert len(ipt.v4()) == 4 and len(ipt.v6()) == 4
+
+    make(ipt, sysctls, state).remove()
+
+    assert values(sysctls) == ["0\n"] * 3
+    assert not state.exists()
+
+
+def test_the_last_of_two_instances_restores_the_hosts_settings(
+    sysctls: dict[str, Path], tmp_path: Path
+) -> None:
+    state = tmp_path / "sysctls.json"
+    ipt = FakeIptables()
+    first = make(ipt, sysctls, state)
+    other = FirewallPlan(
+        "dtfff99", "dtfff99br", IPv4Network("10.251.4.0/24"), IPv4Address("10.251.4.1")
+    )
+    bridge = (sysctls["bridge-nf-call-iptables"], sysctls["bridge-nf-call-ip6tables"])
+    second = Firewall(other, ipt, sysctls["ip_forward"], bridge, state)
+    first.apply()
+    second.apply()
+
+    first.remove()
+    assert values(sysctls) == ["1\n"] * 3
+    second.remove()
+
+    assert values(sysctls) == ["0\n"] * 3
+    assert not state.exists()
+
+
+def test_forwarding_stays_on_while_another_instance_forwards(
+    sysctls: dict[str, Path],
+) -> None:
+    ipt = FakeIptables()
+    ipt.rules.append(("4", "filter", "FORWARD", "-j other1-FWD"))
+    fw = make(ipt, sysctls)
     fw.apply()
 
     fw.remove()
 
-    assert forward.read_text() == "1\n"
+    assert values(sysctls) == ["1\n"] * 3
 
 
-def test_forwarding_already_on_is_left_on(forward: Path) -> None:
-    forward.write_text("1\n")
-    fw = Firewall(PLAN, FakeIptables(), forward)
+def test_forwarding_already_on_is_left_on(sysctls: dict[str, Path]) -> None:
+    sysctls["ip_forward"].write_text("1\n")
+    fw = make(FakeIptables(), sysctls)
     fw.apply()
     fw.remove()
-    assert forward.read_text() == "1\n"
+    assert sysctls["ip_forward"].read_text() == "1\n"
+    assert sysctls["bridge-nf-call-iptables"].read_text() == "0\n"
 
 
-def test_a_refused_restore_raises(forward: Path) -> None:
+def test_a_refused_restore_raises(sysctls: dict[str, Path]) -> None:
     ipt = FakeIptables()
     ipt.reject = True
 
     with pytest.raises(FirewallError, match=r"dtabc12.*line 3 failed"):
-        Firewall(PLAN, ipt, forward).apply()
-    assert forward.read_text() == "0\n"
+        make(ipt, sysctls).apply()
+    assert values(sysctls) == ["0\n"] * 3
+
+
+def test_a_missing_bridge_setting_is_an_error(sysctls: dict[str, Path]) -> None:
+    sysctls["bridge-nf-call-iptables"].unlink()
+    with pytest.raises(FirewallError, match="br_netfilter"):
+        make(FakeIptables(), sysctls).apply()
+
+
+def test_web_ports_replace_only_the_web_chain(sysctls: dict[str, Path]) -> None:
+    ipt = FakeIptables()
+    fw = make(ipt, sysctls)
+    fw.apply([WebPort(IPv4Address("10.251.3.9"), 4000)])
+    assert (
+        "-A dtabc12-WEB -d 10.251.3.9/32 -p tcp --dport 4000 -j ACCEPT"
+        in (ipt.restores[0])
+    )
+
+    fw.allow_web([WebPort(IPv4Address("10.251.3.7"), 5000)])
+    fw.allow_web([WebPort(IPv4Address("10.251.3.7"), 5000)])
+
+    assert ipt.restores[2:] == [
+        "*filter\n:dtabc12-WEB - [0:0]\n"
+        "-A dtabc12-WEB -d 10.251.3.7/32 -p tcp --dport 5000 -j ACCEPT\nCOMMIT\n"
+    ]
+
+
+def test_host_to_dyno_is_replies_and_web_ports_only() -> None:
+    out = [line for line in render(PLAN).splitlines() if "-A dtabc12-OUT" in line]
+    assert out == [
+        "-A dtabc12-OUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+        "-A dtabc12-OUT -j dtabc12-WEB",
+        "-A dtabc12-OUT -p tcp -j REJECT --reject-with tcp-reset",
+        "-A dtabc12-OUT -j DROP",
+    ]
 
 
 def test_resolvers_in_private_ranges_stay_reachable_on_port_53() -> None:

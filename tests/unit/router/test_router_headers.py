@@ -9,9 +9,11 @@ import pytest
 
 from dynod.router.hcodes import HCODES, Level, page_for, render_response
 from dynod.router.headers import (
+    BadResponse,
+    RequestInfo,
     new_request_id,
-    scan_request,
-    scan_response,
+    scan_request_head,
+    scan_response_head,
     upstream_head,
 )
 from dynod.router.logline import LogSender, format_line
@@ -19,11 +21,25 @@ from dynod.router.logline import LogSender, format_line
 H = list[tuple[bytes, bytes]]
 
 
+def _raw(first: bytes, headers: H) -> bytes:
+    """A head as the parser accepted it: first line, then CRLF-ended lines."""
+    return first + b"\r\n" + b"".join(b"%s: %s\r\n" % h for h in headers)
+
+
+def scan_request(headers: H) -> RequestInfo:
+    return scan_request_head(_raw(b"GET / HTTP/1.1", headers))
+
+
+def scan_response(headers: H) -> tuple[bytes, int | None, bool, bool, bool]:
+    return scan_response_head(_raw(b"HTTP/1.1 200 OK", headers))
+
+
 def _head(headers: H, client: bytes = b"192.0.2.1") -> bytes:
     info = scan_request(headers)
     head, _ = upstream_head(
         b"GET", b"/p?q=1", info, client_ip=client,
-        port_line=b"X-Forwarded-Port: 80\r\n", start_ms=1234,
+        port_line=b"X-Forwarded-Proto: http\r\nX-Forwarded-Port: 80\r\n",
+        start_ms=1234,
     )  # fmt: skip
     return head
 
@@ -117,8 +133,8 @@ def test_new_request_ids_are_uuid4_and_distinct() -> None:
         assert (u.version, u.variant, str(u)) == (4, uuid.RFC_4122, rid.decode())
 
 
-def test_response_headers_lose_hop_by_hop_and_framing() -> None:
-    info = scan_response(
+def test_response_headers_lose_hop_by_hop_and_keep_their_length() -> None:
+    kept, length, chunked, has_id, close = scan_response(
         [
             (b"Content-Type", b"text/plain"),
             (b"Content-Length", b"12"),
@@ -128,12 +144,40 @@ def test_response_headers_lose_hop_by_hop_and_framing() -> None:
             (b"X-Request-Id", b"abc"),
         ]
     )
-    assert info.kept == [b"Content-Type: text/plain\r\n", b"X-Request-Id: abc\r\n"]
-    assert (info.content_length, info.chunked, info.has_request_id) == (12, False, True)
-    chunked = scan_response(
+    assert kept == (
+        b"Content-Type: text/plain\r\nContent-Length: 12\r\nX-Request-Id: abc\r\n"
+    )
+    assert (length, chunked, has_id, close) == (12, False, True, True)
+    # Chunked framing wins over a length, which then does not travel.
+    kept, length, chunked, _, _ = scan_response(
         [(b"Transfer-Encoding", b"chunked"), (b"Content-Length", b"5")]
     )
-    assert (chunked.content_length, chunked.chunked) == (None, True)
+    assert (kept, length, chunked) == (b"", None, True)
+    # Equal duplicate lengths are merged; a conflicting or bad one is refused.
+    kept, length, _, _, _ = scan_response(
+        [(b"Content-Length", b"5"), (b"Content-Length", b"5")]
+    )
+    assert (kept, length) == (b"Content-Length: 5\r\n", 5)
+    for bad in ([b"5", b"6"], [b"-1"], [b"0x10"]):
+        with pytest.raises(BadResponse):
+            scan_response([(b"Content-Length", v) for v in bad])
+
+
+def test_header_names_match_whole_and_values_keep_their_case() -> None:
+    info = scan_request(
+        [
+            (b"Host", b"a"),
+            (b"Hostname", b"kept"),
+            (b"Teapot", b"kept"),
+            (b"X-Via", b"kept"),
+            (b"X-Note", b"Host: evil"),
+            (b"X-Forwarded-For", b"AbC"),
+        ]
+    )
+    assert info.kept == (
+        b"Hostname: kept\r\nTeapot: kept\r\nX-Via: kept\r\nX-Note: Host: evil\r\n"
+    )
+    assert (info.host, info.forwarded_for) == ("a", b"AbC")
 
 
 def test_log_line_has_herokus_fields_in_order() -> None:

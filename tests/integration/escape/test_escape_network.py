@@ -1,0 +1,217 @@
+"""Escape attempts over the network, from inside a dyno.
+
+Targets are only what this module makes: a service on the host, an abstract
+unix socket, and two network namespaces on links of their own, a "local
+network" one (10.253.X.2) and a "metadata" one (169.254.X.254, a link-local
+address like the cloud metadata endpoint's; the real 169.254.169.254 is left
+alone so the host's own metadata service is never shadowed).  Each target is
+first shown reachable from the host, so a dropped connection from the dyno
+means the firewall, not a dead target.  A drop shows as "timeout"; a refusal
+("ECONNREFUSED") or "EHOSTUNREACH" would be a different reason and fails.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from escape_support import World, read_result
+
+from tests.support.names import new_instance
+
+pytestmark = pytest.mark.integration
+
+LISTENER = """
+import socket, sys
+s = socket.socket()
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen(64)
+print("ready", flush=True)
+while True:
+    s.accept()[0].close()
+"""
+PORT = 18081
+
+
+def sh(*argv: str) -> None:
+    subprocess.run(argv, check=True, capture_output=True)
+
+
+@dataclass
+class Targets:
+    host_port: int
+    local: str
+    metadata: str
+    abstract: str
+
+
+def _namespace(
+    name: str, host_cidr: str, ns_cidr: str, procs: list[subprocess.Popen[str]]
+) -> None:
+    """A netns on a veth of its own, routed from the host, with a listener."""
+    sh("ip", "netns", "add", name)
+    sh("ip", "link", "add", name + "h", "type", "veth", "peer", "eth0", "netns", name)
+    sh("ip", "addr", "add", host_cidr, "dev", name + "h")
+    sh("ip", "link", "set", name + "h", "up")
+    gateway = host_cidr.split("/")[0]
+    for cmd in (
+        ["ip", "addr", "add", ns_cidr, "dev", "eth0"],
+        ["ip", "link", "set", "lo", "up"],
+        ["ip", "link", "set", "eth0", "up"],
+        ["ip", "route", "add", "default", "via", gateway],
+    ):
+        sh("ip", "netns", "exec", name, *cmd)
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", name, "/usr/bin/python3", "-c", LISTENER, str(PORT)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    procs.append(proc)
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+
+
+@pytest.fixture(scope="module")
+def targets(world: World) -> Iterator[Targets]:
+    x = random.randrange(2, 250)
+    local, metadata = new_instance(), new_instance()
+    procs: list[subprocess.Popen[str]] = []
+    host = socket.socket()
+    abstract = socket.socket(socket.AF_UNIX)
+    try:
+        # A service on every host address, as sshd or a database would be.
+        host.bind(("0.0.0.0", 0))
+        host.listen(64)
+        abstract_name = "\0" + local + "-abstract"
+        abstract.bind(abstract_name)
+        abstract.listen(4)
+        _namespace(local, f"10.253.{x}.1/24", f"10.253.{x}.2/24", procs)
+        _namespace(metadata, f"169.254.{x}.1/24", f"169.254.{x}.254/24", procs)
+        t = Targets(
+            host.getsockname()[1], f"10.253.{x}.2", f"169.254.{x}.254", abstract_name
+        )
+        # Each target answers the host: only the firewall can stop the dyno.
+        for addr in (t.local, t.metadata):
+            socket.create_connection((addr, PORT), timeout=2).close()
+        yield t
+    finally:
+        host.close()
+        abstract.close()
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+            if proc.stdout:
+                proc.stdout.close()
+        for name in (local, metadata):
+            subprocess.run(["ip", "netns", "del", name], check=False)
+            subprocess.run(
+                ["ip", "link", "del", name + "h"], check=False, capture_output=True
+            )
+
+
+def test_reach_a_host_service_through_the_gateway(
+    world: World, targets: Targets
+) -> None:
+    socket.create_connection((world.gateway, targets.host_port), timeout=2).close()
+    got = world.inside(f"result = connect({world.gateway!r}, {targets.host_port})")
+    assert got == "timeout"
+
+
+def test_reach_the_hosts_uplink_address(world: World, targets: Targets) -> None:
+    # The host's address on another interface: delivered locally, so dropped too.
+    uplink = (
+        subprocess.run(
+            ["ip", "-4", "-o", "route", "get", "192.0.2.1"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.split(" src ")[1]
+        .split()[0]
+    )
+    socket.create_connection((uplink, targets.host_port), timeout=2).close()
+    assert world.inside(f"result = connect({uplink!r}, {targets.host_port})") == (
+        "timeout"
+    )
+
+
+def test_reach_the_host_over_ipv6_link_local(world: World, targets: Targets) -> None:
+    service = socket.socket(socket.AF_INET6)
+    service.bind(("::", 0))
+    service.listen(4)
+    with service:
+        port = service.getsockname()[1]
+        # The bridge's link-local address: every [::] service of the host has it.
+        target = bridge_link_local(world) + "%eth0"
+        # Retried while the dyno's own link-local address is still tentative
+        # (duplicate address detection, RFC 4862 5.4) and cannot be a source.
+        got = world.inside(
+            "for _ in range(40):\n"
+            f"    result = connect({target!r}, {port})\n"
+            "    if result != 'EADDRNOTAVAIL':\n"
+            "        break\n"
+            "    time.sleep(0.1)\n"
+        )
+    assert got == "timeout"
+
+
+def bridge_link_local(world: World) -> str:
+    text = subprocess.run(
+        ["ip", "-6", "-o", "addr", "show", "dev", world.daemon.instance + "br"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return text.split("inet6 ")[1].split("/")[0]
+
+
+def test_reach_a_local_network_target(world: World, targets: Targets) -> None:
+    assert world.inside(f"result = connect({targets.local!r}, {PORT})") == "timeout"
+
+
+def test_reach_a_metadata_target(world: World, targets: Targets) -> None:
+    assert world.inside(f"result = connect({targets.metadata!r}, {PORT})") == (
+        "timeout"
+    )
+
+
+def test_reach_another_apps_web_dyno(world: World) -> None:
+    addr, port = world.web_dyno(world.victim)
+    socket.create_connection((addr, port), timeout=2).close()
+    assert world.inside(f"result = connect({addr!r}, {port})") == "timeout"
+
+
+def test_reach_a_dyno_of_the_same_app(world: World) -> None:
+    addr, port = world.web_dyno(world.attacker)
+    assert world.inside(f"result = connect({addr!r}, {port})") == "timeout"
+
+
+def test_reach_a_host_abstract_socket(world: World, targets: Targets) -> None:
+    # Abstract unix sockets belong to a network namespace: not the dyno's.
+    got = world.inside(
+        f"result = attempt(lambda: socket.socket(socket.AF_UNIX).connect("
+        f"{targets.abstract!r}))"
+    )
+    assert got == "ECONNREFUSED"
+
+
+def test_host_reaches_a_dyno_only_on_its_port(world: World) -> None:
+    # A one-off listens on a port of its own; not even the host may open it.
+    proc = world.start_inside(
+        "s = socket.socket(); s.bind(('0.0.0.0', 7000)); s.listen(4)\n"
+        "addr = subprocess.run(['hostname', '-I'], capture_output=True,"
+        " text=True).stdout.split()[0]\n"
+        "say(addr)\n"
+        "time.sleep(8)\n"
+    )
+    try:
+        addr = read_result(proc)
+        # Refused by the firewall at once (the dyno itself would accept).
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((addr, 7000), timeout=1.5)
+    finally:
+        proc.kill()
+        proc.communicate()

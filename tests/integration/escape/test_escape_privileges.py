@@ -1,0 +1,214 @@
+"""Escape attempts through privileges and system calls, from inside a dyno.
+
+Every attempt must fail for its own reason: EPERM from the seccomp filter or a
+missing capability, never merely "some error".
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from escape_support import World
+
+pytestmark = pytest.mark.integration
+
+
+def test_dyno_runs_as_its_apps_own_unprivileged_uid(world: World) -> None:
+    ids = world.inside(
+        "result = [os.getuid(), os.geteuid(), os.getgid(), os.getgroups()]"
+    )
+    uid = world.facts["uid"]
+    assert uid >= 1000 and ids == [uid, uid, world.facts["gid"], []]
+
+
+def test_dyno_has_no_capabilities_and_no_new_privs_and_seccomp(world: World) -> None:
+    status = world.inside(
+        "result = dict(l.split(':\\t') for l in open('/proc/self/status').read()"
+        ".splitlines() if l.startswith(('Cap', 'NoNewPrivs', 'Seccomp:')))"
+    )
+    for key in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+        assert int(status[key], 16) == 0, key
+    assert status["NoNewPrivs"] == "1"
+    assert status["Seccomp"] == "2"  # filter mode
+
+
+def test_mount_a_filesystem(world: World) -> None:
+    assert world.inside(
+        "result = sys_('mount', b'none', b'/tmp', b'tmpfs', 0, None)"
+    ) == ("EPERM")
+
+
+def test_mount_through_the_new_mount_api(world: World) -> None:
+    assert world.inside("result = sys_('fsopen', b'tmpfs', 0)") == "EPERM"
+
+
+def test_remount_root_writable(world: World) -> None:
+    # MS_REMOUNT | MS_BIND on /.
+    assert world.inside("result = sys_('mount', None, b'/', None, 0x1020, None)") == (
+        "EPERM"
+    )
+
+
+def test_remount_the_stack_writable(world: World) -> None:
+    assert world.inside("result = sys_('mount', None, b'/usr', None, 0x20, None)") == (
+        "EPERM"
+    )
+
+
+def test_unmount_a_mask(world: World) -> None:
+    assert world.inside("result = sys_('umount2', b'/proc/sys', 2)") == "EPERM"
+
+
+def test_chroot(world: World) -> None:
+    assert world.inside("result = attempt(os.chroot, '/tmp')") == "EPERM"
+
+
+def test_pivot_root(world: World) -> None:
+    assert world.inside("result = sys_('pivot_root', b'/tmp', b'/tmp')") == "EPERM"
+
+
+def test_load_a_kernel_module(world: World) -> None:
+    result = world.inside(
+        "fd = os.open('/usr/bin/true', os.O_RDONLY)\n"
+        "result = [sys_('finit_module', fd, b'', 0),"
+        " sys_('init_module', b'\\0' * 64, 64, b''), sys_('delete_module', b'x', 0)]"
+    )
+    assert result == ["EPERM"] * 3
+
+
+def test_new_user_namespace(world: World) -> None:
+    # CLONE_NEWUSER, alone and through clone().
+    result = world.inside(
+        "result = [attempt(lambda: libc.unshare(0x10000000) == 0 or "
+        "(_ for _ in ()).throw(OSError(ctypes.get_errno(), 'unshare'))),"
+        " sys_('clone', 0x10000000 | 17, 0, 0, 0, 0)]"
+    )
+    assert result == ["EPERM", "EPERM"]
+
+
+def test_join_the_hosts_namespaces(world: World) -> None:
+    # Even with a descriptor in hand, setns is refused.
+    result = world.inside(
+        "fd = os.open('/proc/self/ns/net', os.O_RDONLY)\nresult = sys_('setns', fd, 0)"
+    )
+    assert result == "EPERM"
+
+
+def test_ptrace_another_process(world: World) -> None:
+    # PTRACE_ATTACH to the dyno's own init, which runs as the same uid.
+    assert world.inside("result = sys_('ptrace', 16, 1, 0, 0)") == "EPERM"
+
+
+def test_read_another_process_memory(world: World) -> None:
+    assert world.inside("result = sys_('process_vm_readv', 1, 0, 0, 0, 0, 0)") == (
+        "EPERM"
+    )
+
+
+def test_open_a_file_by_handle(world: World) -> None:
+    # The call behind the "shocker" escape from Docker 0.x.
+    assert world.inside("result = sys_('open_by_handle_at', 3, 0, 0)") == "EPERM"
+
+
+def test_keyctl_and_add_key(world: World) -> None:
+    result = world.inside(
+        "result = [sys_('keyctl', 0, -3, 0), "
+        "sys_('add_key', b'user', b'k', b'v', 1, -3)]"
+    )
+    assert result == ["EPERM", "EPERM"]
+
+
+def test_bpf(world: World) -> None:
+    assert world.inside("result = sys_('bpf', 0, 0, 0)") == "EPERM"
+
+
+def test_perf_event_open(world: World) -> None:
+    assert world.inside("result = sys_('perf_event_open', 0, 0, -1, -1, 0)") == "EPERM"
+
+
+def test_userfaultfd(world: World) -> None:
+    assert world.inside("result = sys_('userfaultfd', 0)") == "EPERM"
+
+
+def test_io_uring(world: World) -> None:
+    assert world.inside("result = sys_('io_uring_setup', 1, 0)") == "EPERM"
+
+
+def test_kexec_a_new_kernel(world: World) -> None:
+    result = world.inside(
+        "result = [sys_('kexec_load', 0, 0, 0, 0), "
+        "sys_('kexec_file_load', -1, -1, 0, None, 0)]"
+    )
+    assert result == ["EPERM", "EPERM"]
+
+
+def test_reboot_the_host(world: World) -> None:
+    # LINUX_REBOOT_MAGIC1, MAGIC2, CMD_POWER_OFF.
+    assert world.inside(
+        "result = sys_('reboot', 0xFEE1DEAD, 672274793, 0x4321FEDC, 0)"
+    ) == ("EPERM")
+
+
+def test_set_the_hostname(world: World) -> None:
+    assert world.inside("result = sys_('sethostname', b'pwned', 5)") == "EPERM"
+
+
+def test_set_the_clock(world: World) -> None:
+    result = world.inside(
+        "ts = ctypes.create_string_buffer(struct.pack('=qq', 0, 0))\n"
+        "result = [sys_('clock_settime', 0, ctypes.addressof(ts)), "
+        "sys_('settimeofday', ctypes.addressof(ts), 0)]"
+    )
+    assert result == ["EPERM", "EPERM"]
+
+
+def test_read_the_kernel_log(world: World) -> None:
+    # SYSLOG_ACTION_READ_ALL.
+    assert world.inside("result = sys_('syslog', 3, 0, 0)") == "EPERM"
+
+
+def test_enable_swap(world: World) -> None:
+    assert world.inside("result = sys_('swapon', b'/tmp/swap', 0)") == "EPERM"
+
+
+def test_open_a_raw_socket(world: World) -> None:
+    result = world.inside(
+        "result = [attempt(socket.socket, socket.AF_INET, socket.SOCK_RAW, 1),"
+        " attempt(socket.socket, socket.AF_PACKET, socket.SOCK_RAW, 0)]"
+    )
+    assert result == ["EPERM", "EPERM"]
+
+
+def test_make_a_device_node(world: World) -> None:
+    # /dev/sda's numbers: with it, the host's disk could be read raw.
+    result = world.inside(
+        "import stat\n"
+        "result = attempt(os.mknod, '/tmp/sda', stat.S_IFBLK | 0o600, os.makedev(8, 0))"
+    )
+    assert result == "EPERM"
+
+
+def test_setuid_root_binary_in_the_slug_gives_no_root(world: World) -> None:
+    # Planted by the host (a build could never make one): a setuid-root python.
+    (slug,) = world.slug_dirs(world.facts["uid"])
+    planted = slug / "suid-python"
+    shutil.copy2("/usr/bin/python3.11", planted)
+    try:
+        planted.chmod(0o4755)
+        assert planted.stat().st_mode & 0o4000 and planted.stat().st_uid == 0
+        euid = world.inside(
+            "out = subprocess.run(['/app/suid-python', '-c',"
+            " 'import os; print(os.geteuid())'], capture_output=True, text=True)\n"
+            "result = int(out.stdout)"
+        )
+    finally:
+        planted.unlink()
+    assert euid == world.facts["uid"]
+
+
+def test_signal_a_host_process(world: World) -> None:
+    # The daemon's pid on the host means nothing inside the PID namespace.
+    assert world.daemon.proc is not None
+    host_pid = world.daemon.proc.pid
+    assert world.inside(f"result = attempt(os.kill, {host_pid}, 0)") == "ESRCH"

@@ -1,0 +1,277 @@
+"""Logs end to end: a real dynod, real dynos, rsyslog and an HTTPS receiver."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.logs.logs_receivers import (
+    Certs,
+    HttpsReceiver,
+    Rsyslog,
+    basic,
+    make_certs,
+    octet_frames,
+)
+from tests.support.daemon import REPO, Daemon, make_daemon
+
+pytestmark = pytest.mark.integration
+
+APP = "logs"
+LOG_APP = REPO / "tests" / "fixtures" / "apps" / "log-writer"
+STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$")
+TOKEN = re.compile(r"^d\.[0-9a-f-]{36}$")
+RATE = 20000
+
+
+@pytest.fixture(scope="module")
+def certs() -> Iterator[tuple[Certs, Certs]]:
+    directory = Path(tempfile.mkdtemp(prefix="dynod-logs-certs-"))
+    try:
+        yield make_certs(directory, "good"), make_certs(directory, "other")
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def daemon(shared_stack_dir: Path, certs: tuple[Certs, Certs]) -> Iterator[Daemon]:
+    """A dynod that trusts the test CA and limits a dyno to RATE lines/s."""
+    base = Path(tempfile.mkdtemp(prefix="dynod-logs-"))
+    d = make_daemon(base, shared_stack_dir)
+    (base / "none.toml").write_text(
+        f'drain_ca_file = "{certs[0].ca}"\nlog_rate_lines = {RATE}\n'
+    )
+    try:
+        d.start()
+        d.ctl("apps:create", APP)
+        d.ctl("deploy", "-a", APP, str(LOG_APP))
+        d.wait_for(APP, "/log?tag=boot", "ok")
+        yield d
+    finally:
+        d.destroy()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def rsyslog(tmp_path: Path) -> Iterator[Rsyslog]:
+    receiver = Rsyslog(tmp_path / "rsyslog")
+    receiver.start()
+    try:
+        yield receiver
+    finally:
+        receiver.stop()
+
+
+def _logs(d: Daemon, *args: str) -> list[str]:
+    return d.ctl("logs", "-a", APP, *args).stdout.splitlines()
+
+
+def _wait_log(d: Daemon, text: str, *args: str, timeout: float = 20) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in _logs(d, "-n", "1500", *args):
+            if text in line:
+                return line
+        time.sleep(0.2)
+    pytest.fail(f"no log line with {text!r}; last: {_logs(d, '-n', '20')}")
+
+
+def _add_drain(d: Daemon, url: str) -> str:
+    out = d.ctl("drains:add", "-a", APP, url).stdout
+    token = out.strip().rsplit("(", 1)[1].rstrip(")")
+    assert TOKEN.match(token), out
+    return token
+
+
+def test_logs_app_router_and_platform_lines_share_one_stream(daemon: Daemon) -> None:
+    daemon.get(APP, "/log?tag=stream&n=3")
+    _wait_log(daemon, "app[web.1]: stream 2")
+    lines = _logs(daemon, "-n", "1500")
+    assert any("dynod[router]:" in x and 'path="/log' in x for x in lines)
+    assert any("dynod[api]: Release v1 created by" in x for x in lines)
+    assert [x.split(" ", 1)[1] for x in lines if ": stream " in x] == [
+        f"app[web.1]: stream {i}" for i in range(3)
+    ]
+    only_app = _logs(daemon, "-n", "1500", "-s", "app")
+    assert only_app and all(" app[" in x for x in only_app)
+
+
+def test_logs_syslog_drain_reaches_rsyslog_parsed(
+    daemon: Daemon, rsyslog: Rsyslog
+) -> None:
+    url = f"syslog://127.0.0.1:{rsyslog.port}"
+    token = _add_drain(daemon, url)
+    assert url in daemon.ctl("drains", "-a", APP).stdout
+    try:
+        daemon.get(APP, "/log?tag=sys&n=2")
+        daemon.ctl("ps:scale", "-a", APP, "web=1")
+
+        app_line = rsyslog.wait_for("sys 1")
+        assert app_line["pri"] == "190"
+        assert (app_line["hostname"], app_line["app"]) == (token, "app")
+        assert app_line["procid"] == "web.1"
+        assert STAMP.match(app_line["timestamp"])
+        router = rsyslog.wait_for('path="/log?tag=sys')
+        assert (router["pri"], router["app"], router["procid"]) == (
+            "158",
+            "dynod",
+            "router",
+        )
+        platform = rsyslog.wait_for("Scaled to web@1")
+        assert (platform["pri"], platform["app"], platform["procid"]) == (
+            "45",
+            "dynod",
+            "api",
+        )
+        assert all(m["hostname"] == token for m in rsyslog.messages())
+    finally:
+        daemon.ctl("drains:remove", "-a", APP, url)
+    assert url not in daemon.ctl("drains", "-a", APP).stdout
+
+
+def test_logs_tls_syslog_drain_verifies_the_certificate(
+    daemon: Daemon, tmp_path: Path, certs: tuple[Certs, Certs]
+) -> None:
+    good, other = certs
+    trusted = Rsyslog(tmp_path / "good", good)
+    untrusted = Rsyslog(tmp_path / "bad", other)
+    trusted.start()
+    untrusted.start()
+    good_url = f"syslog+tls://127.0.0.1:{trusted.port}"
+    bad_url = f"syslog+tls://127.0.0.1:{untrusted.port}"
+    try:
+        token = _add_drain(daemon, good_url)
+        _add_drain(daemon, bad_url)
+        daemon.get(APP, "/log?tag=tls&n=1")
+        got = trusted.wait_for("tls 0")
+        assert (got["pri"], got["hostname"], got["procid"]) == ("190", token, "web.1")
+        line = _wait_log(daemon, "Error L14", "-s", "dynod", "-d", "logs")
+        assert line.endswith(
+            f'dynod[logs]: Error L14 (certificate validation): error="{_reason(line)}"'
+            f' uri="{bad_url}"'
+        )
+        assert untrusted.messages() == []
+    finally:
+        daemon.ctl("drains:remove", "-a", APP, good_url, check=False)
+        daemon.ctl("drains:remove", "-a", APP, bad_url, check=False)
+        trusted.stop()
+        untrusted.stop()
+
+
+def _reason(line: str) -> str:
+    m = re.search(r'error="([^"]+)"', line)
+    assert m, line
+    return m.group(1)
+
+
+def test_logs_https_drain_frames_headers_and_retry(
+    daemon: Daemon, certs: tuple[Certs, Certs]
+) -> None:
+    receiver = HttpsReceiver(certs[0], statuses=[503])
+    url = f"https://user:s3cret@127.0.0.1:{receiver.port}/logs"
+    try:
+        token = _add_drain(daemon, url)
+        daemon.get(APP, "/log?tag=https&n=5")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any(
+            p.status == 200 and b"https 4" in p.body for p in receiver.posts
+        ):
+            time.sleep(0.1)
+        first, retry = receiver.posts[0], receiver.posts[1]
+        assert first.status == 503
+        # The retried batch is the same frame: same id, same bytes.
+        assert retry.headers["Logplex-Frame-Id"] == first.headers["Logplex-Frame-Id"]
+        assert retry.body == first.body
+        for post in receiver.posts:
+            frames = octet_frames(post.body)
+            assert post.headers["Content-Type"] == "application/logplex-1"
+            assert post.headers["Logplex-Msg-Count"] == str(len(frames))
+            assert post.headers["Logplex-Drain-Token"] == token
+            assert post.headers["Authorization"] == basic("user", "s3cret")
+        frames = [f for p in receiver.posts[1:] for f in octet_frames(p.body)]
+        app_frames = [f.decode() for f in frames if b" app web.1 - https " in f]
+        assert [f.rsplit(" ", 1)[1] for f in app_frames] == ["0", "1", "2", "3", "4"]
+        m = re.match(r"^<190>1 (\S+) (\S+) app web\.1 - https 0$", app_frames[0])
+        assert m and STAMP.match(m.group(1)) and m.group(2) == token
+    finally:
+        daemon.ctl("drains:remove", "-a", APP, url, check=False)
+        receiver.close()
+
+
+def test_logs_drains_are_limited_to_five(daemon: Daemon) -> None:
+    urls = [f"syslog://127.0.0.1:{9 + i}" for i in range(6)]
+    try:
+        for url in urls[:5]:
+            _add_drain(daemon, url)
+        refused = daemon.ctl("drains:add", "-a", APP, urls[5], check=False)
+        assert refused.returncode == 1 and "5 drains" in refused.stderr
+        bad = daemon.ctl("drains:add", "-a", APP, "ftp://x:1", check=False)
+        assert bad.returncode == 1 and "unknown scheme" in bad.stderr
+    finally:
+        for url in urls:
+            daemon.ctl("drains:remove", "-a", APP, url, check=False)
+    assert daemon.ctl_json("drains", "-a", APP) == []
+
+
+def test_logs_flood_is_rate_limited_and_dynod_stays_responsive(
+    daemon: Daemon,
+) -> None:
+    daemon.ctl("run:detached", "-a", APP, "--", "python3", "flood.py", "3", "flood")
+    # While the one-off floods, the API and another dyno's lines go through.
+    time.sleep(1)
+    started = time.monotonic()
+    daemon.ctl("ps", "-a", APP)
+    assert time.monotonic() - started < 3
+    daemon.get(APP, "/log?tag=calm&n=1")
+    _wait_log(daemon, "app[web.1]: calm 0", "-d", "web.1")
+    notice = _wait_log(daemon, "Error L12 (Log rate limit)", "-s", "dynod")
+    assert re.search(
+        r"dynod\[run\.\d+\]: Error L12 \(Log rate limit\): \d+ lines", notice
+    )
+    assert f"may write {RATE} lines per second" in notice
+    # What passed is at most the burst plus the rate over the flood, give or
+    # take one read batch.
+    done = _wait_log(daemon, "flood done", "-p", "run", timeout=30)
+    written = int(done.rsplit(" ", 1)[1])
+    app_id = daemon.ctl_json("apps:info", "-a", APP)["id"]
+    history = b"".join(
+        p.read_bytes() for p in (daemon.state_dir / "logs" / app_id).glob("*.log")
+    )
+    kept = len(re.findall(rb"\]: flood \d+ x", history))
+    assert written > 4 * RATE
+    assert 0 < kept <= RATE * 5 + 20000
+
+
+def test_logs_history_and_drain_cursor_survive_a_restart(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    receiver = Rsyslog(tmp_path / "rs")
+    receiver.start()
+    url = f"syslog://127.0.0.1:{receiver.port}"
+    _add_drain(daemon, url)
+    try:
+        daemon.get(APP, "/log?tag=before&n=1")
+        receiver.wait_for("before 0")
+        # The receiver goes away; lines pile up in the history only.
+        receiver.stop()
+        daemon.get(APP, "/log?tag=away&n=100")
+        _wait_log(daemon, "away 99")
+        daemon.stop()
+        daemon.start()
+        assert any("away 99" in x for x in _logs(daemon, "-n", "1500"))
+        # Back up: the drain resumes from its cursor and delivers every line.
+        receiver.start()
+        receiver.wait_for("away 99", timeout=30)
+        got = [m["msg"] for m in receiver.messages() if m["msg"].startswith("away ")]
+        assert sorted(set(got), key=lambda m: int(m.split()[1])) == [
+            f"away {i}" for i in range(100)
+        ]
+    finally:
+        daemon.ctl("drains:remove", "-a", APP, url, check=False)
+        receiver.stop()

@@ -1,0 +1,92 @@
+"""A daemon killed with SIGKILL leaves its dynos running; the next one adopts them.
+
+After ``kill -9`` of dynod the router keeps serving and every dyno keeps
+running; a new ``dynod serve`` on the same state adopts them (same dyno ids),
+and they are still managed: logs flow, a crash restarts, scale and stop work.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from tests.support.daemon import EXAMPLE_APP, Daemon
+from tests.support.load import LoadLoop
+
+pytestmark = pytest.mark.integration
+
+APP = "adopt"
+
+
+def _ps(d: Daemon) -> dict[str, dict[str, object]]:
+    return {x["name"]: x for x in d.ctl_json("ps", "-a", APP)}
+
+
+def _wait(d: Daemon, check: object, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    pytest.fail(f"{what} did not happen within {timeout} s; ps: {_ps(d)}")
+
+
+def test_kill_9_of_dynod_keeps_dynos_and_adopts_them(dynod: Daemon) -> None:
+    dynod.ctl("apps:create", APP)
+    dynod.ctl("deploy", "-a", APP, str(EXAMPLE_APP))
+    dynod.ctl("ps:scale", "-a", APP, "web=2", "worker=1")
+    _wait(
+        dynod,
+        lambda: (
+            len(_ps(dynod)) == 3
+            and all(x["state"] == "up" for x in _ps(dynod).values())
+        ),
+        "web=2 worker=1 up",
+    )
+    before = {n: x["id"] for n, x in _ps(dynod).items()}
+
+    # SIGKILL: no clean-up of any kind; the router must keep serving meanwhile.
+    assert dynod.proc is not None
+    with LoadLoop(dynod.http_port, f"{APP}.localhost", threads=2) as load:
+        dynod.proc.send_signal(signal.SIGKILL)
+        dynod.proc.wait(10)
+        dynod.proc = None
+        time.sleep(1.0)
+        dynod.start()
+        _wait(dynod, lambda: len(_ps(dynod)) == 3, "adoption")
+        time.sleep(0.5)
+    result = load.stop()
+    assert result.requests > 50
+    assert not result.failures, "\n".join(result.failures[:10])
+
+    # The same dynos, not new ones.
+    after = {n: x["id"] for n, x in _ps(dynod).items()}
+    assert after == before
+    assert all(x["state"] == "up" for x in _ps(dynod).values())
+
+    # Logs still flow from an adopted dyno's pipes.
+    marker = f"adopted-{time.monotonic_ns()}"
+    status, _ = dynod.get(APP, f"/{marker}")
+    assert status == 404
+    _wait(
+        dynod,
+        lambda: marker in dynod.ctl("logs", "-a", APP, "-s", "app").stdout,
+        "an adopted dyno's log line",
+    )
+
+    # A crash of an adopted dyno is seen and restarted.
+    worker_id = after["worker.1"]
+    dynod.ctl("ps:stop", "-a", APP, "worker.1")
+    _wait(
+        dynod,
+        lambda: _ps(dynod).get("worker.1", {}).get("id") not in (None, worker_id),
+        "worker.1 replaced",
+    )
+
+    # Scale and stop act on adopted dynos.
+    dynod.ctl("ps:scale", "-a", APP, "web=1", "worker=0")
+    _wait(dynod, lambda: sorted(_ps(dynod)) == ["web.1"], "scale down")
+    assert _ps(dynod)["web.1"]["id"] == before["web.1"]
+    dynod.wait_for(APP, "/", "Hello from web.1")

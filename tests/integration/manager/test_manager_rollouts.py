@@ -1,0 +1,127 @@
+"""Rollouts under steady load through the router: not one request may fail.
+
+Each kind of rollout (deploy, config:set, rollback, ps:restart) runs while a
+load loop keeps sending requests to the app; every non-2xx answer and every
+socket error counts as a failure, and the test wants none.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.support.daemon import EXAMPLE_APP, Daemon
+from tests.support.load import LoadLoop, LoadResult
+
+pytestmark = pytest.mark.integration
+
+APP = "roll"
+
+
+@pytest.fixture(scope="module")
+def deployed(dynod: Daemon) -> Daemon:
+    dynod.ctl("apps:create", APP)
+    dynod.ctl("deploy", "-a", APP, str(EXAMPLE_APP))
+    dynod.ctl("ps:scale", "-a", APP, "web=2")
+    dynod.wait_for(APP, "/", "Hello from web.")
+    _wait_all_up(dynod)
+    return dynod
+
+
+def _wait_all_up(d: Daemon, timeout: float = 30) -> list[dict[str, object]]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        dynos = d.ctl_json("ps", "-a", APP)
+        if dynos and all(x["state"] == "up" for x in dynos):
+            return list(dynos)
+        time.sleep(0.1)
+    pytest.fail(f"dynos never all up: {dynos}")
+
+
+def _under_load(d: Daemon, action: Callable[[], None], expect: str) -> LoadResult:
+    """Run ``action`` under load; keep the load on until ``expect`` is served."""
+    with LoadLoop(d.http_port, f"{APP}.localhost") as load:
+        time.sleep(0.5)
+        action()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if any(expect in body for body in dict(load._result.bodies)):
+                break
+            time.sleep(0.05)
+        # Past the switch: the old dynos are draining and stopping now.
+        time.sleep(2.0)
+    result = load._result
+    assert result.requests > 200, f"too little load: {result.requests} requests"
+    return result
+
+
+def _assert_clean(d: Daemon, result: LoadResult, kind: str) -> None:
+    if not result.failures:
+        return
+    # Router errors and dyno events tell which step lost the requests.
+    logs = d.ctl("logs", "-a", APP, "-s", "dynod", "-n", "1500").stdout.splitlines()
+    told = [x for x in logs if " dynod[" in x and "at=info" not in x]
+    pytest.fail(
+        f"{len(result.failures)} of {result.requests} requests failed during "
+        f"{kind}:\n" + "\n".join(result.failures[:20]) + "\n" + "\n".join(told[-80:])
+    )
+
+
+def test_deploy_loses_no_request(deployed: Daemon, tmp_path: Path) -> None:
+    changed = tmp_path / "app"
+    shutil.copytree(EXAMPLE_APP, changed)
+    app_py = changed / "app.py"
+    app_py.write_text(app_py.read_text().replace("Hello from", "Howdy from"))
+    result = _under_load(
+        deployed, lambda: deployed.ctl("deploy", "-a", APP, str(changed)), "Howdy"
+    )
+    _assert_clean(deployed, result, "deploy")
+    assert all(d["release"] == {"version": 2} for d in _wait_all_up(deployed))
+
+
+def test_config_set_loses_no_request(deployed: Daemon) -> None:
+    version = deployed.ctl_json("releases", "-a", APP)[0]["version"] + 1
+    result = _under_load(
+        deployed,
+        lambda: deployed.ctl("config:set", "-a", APP, "GREETING=hi"),
+        f"(release v{version})",
+    )
+    _assert_clean(deployed, result, "config:set")
+
+
+def test_rollback_loses_no_request(deployed: Daemon) -> None:
+    version = deployed.ctl_json("releases", "-a", APP)[0]["version"] + 1
+    result = _under_load(
+        deployed,
+        lambda: deployed.ctl("rollback", "-a", APP, "v1"),
+        f"(release v{version})",
+    )
+    _assert_clean(deployed, result, "rollback")
+    assert "Hello from" in deployed.get(APP, "/")[1]
+
+
+def test_restart_loses_no_request(deployed: Daemon) -> None:
+    before = {d["id"] for d in _wait_all_up(deployed)}
+
+    def restart() -> None:
+        deployed.ctl("ps:restart", "-a", APP)
+
+    with LoadLoop(deployed.http_port, f"{APP}.localhost") as load:
+        time.sleep(0.5)
+        restart()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            dynos = deployed.ctl_json("ps", "-a", APP)
+            ids = {d["id"] for d in dynos}
+            if not ids & before and all(d["state"] == "up" for d in dynos):
+                break
+            time.sleep(0.1)
+        time.sleep(2.0)
+    result = load._result
+    assert result.requests > 200
+    _assert_clean(deployed, result, "ps:restart")
+    assert not {d["id"] for d in _wait_all_up(deployed)} & before
