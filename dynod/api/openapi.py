@@ -1,7 +1,8 @@
 """The OpenAPI description of the API, derived from the routes themselves.
 
 Each route's handler docstring gives the operation's summary (first line) and
-description (the rest); path parameters come from the route's pattern.  dynod
+description (the rest), or else its name does; path parameters come from the
+route's pattern.  dynod
 serves the result at ``GET /openapi.json``; ``dynod openapi`` prints it, and
 ``dynod/api/openapi.json`` in the repository is that output, kept equal by a
 test so the description never drifts from the code.
@@ -29,10 +30,12 @@ def describe(app: web.Application) -> dict[str, Any]:
         path = info.get("path") or info.get("formatter")
         if not path:
             continue
-        doc = inspect.getdoc(route.handler) or ""
+        name = getattr(route.handler, "__name__", "handler")
+        # A handler without a docstring is summarised from its name.
+        doc = inspect.getdoc(route.handler) or name.replace("_", " ").capitalize() + "."
         summary, _, description = doc.partition("\n")
         operation: dict[str, Any] = {
-            "operationId": getattr(route.handler, "__name__", "handler"),
+            "operationId": name,
             "summary": summary.strip(),
             "responses": {
                 "default": {
