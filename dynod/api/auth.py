@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import pwd
 import socket
+import struct
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -39,9 +41,26 @@ class Forbidden(DynodError):
     error_id = "forbidden"
 
 
-def on_unix_socket(request: web.Request) -> bool:
+def _unix_socket(request: web.Request) -> socket.socket | None:
     sock = request.transport.get_extra_info("socket") if request.transport else None
-    return sock is not None and sock.family == socket.AF_UNIX
+    return sock if sock is not None and sock.family == socket.AF_UNIX else None
+
+
+def on_unix_socket(request: web.Request) -> bool:
+    return _unix_socket(request) is not None
+
+
+def user_of(request: web.Request) -> str:
+    """Who is calling: the unix socket's peer user (SO_PEERCRED), else ``api``."""
+    sock = _unix_socket(request)
+    if sock is None:
+        return "api"
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+    _, uid, _ = struct.unpack("3i", creds)
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
 
 
 def _token(request: web.Request) -> str | None:

@@ -13,7 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
-from dynod.api.edge import Edge, app_of, edge, json_body, user_of
+from dynod.api.auth import user_of
+from dynod.api.edge import Edge, app_of, edge, json_body
 from dynod.api.views import app_view, iso
 from dynod.certs.names import hostname
 from dynod.certs.service import choose

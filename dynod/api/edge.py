@@ -6,9 +6,6 @@ These handlers live in their own route modules; the daemon stores one
 
 from __future__ import annotations
 
-import pwd
-import socket
-import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,16 +51,3 @@ async def json_body(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise UserInputError("The request body must be a JSON object.")
     return body
-
-
-def user_of(request: web.Request) -> str:
-    """Who is calling: the unix socket's peer user, else ``api``."""
-    sock = request.transport.get_extra_info("socket") if request.transport else None
-    if sock is not None and sock.family == socket.AF_UNIX:
-        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
-        _, uid, _ = struct.unpack("3i", creds)
-        try:
-            return pwd.getpwuid(uid).pw_name
-        except KeyError:
-            return f"uid {uid}"
-    return "api"

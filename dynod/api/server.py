@@ -9,9 +9,6 @@ state is left as it was.
 from __future__ import annotations
 
 import os
-import pwd
-import socket
-import struct
 import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, replace
@@ -129,16 +126,7 @@ def _app(request: web.Request) -> App:
 
 
 def _user(request: web.Request) -> str:
-    # The unix socket tells who is on the other end (SO_PEERCRED).
-    sock = request.transport.get_extra_info("socket") if request.transport else None
-    if sock is not None and sock.family == socket.AF_UNIX:
-        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
-        _, uid, _ = struct.unpack("3i", creds)
-        try:
-            return pwd.getpwuid(uid).pw_name
-        except KeyError:
-            return f"uid {uid}"
-    return "api"
+    return auth.user_of(request)
 
 
 async def _json(request: web.Request) -> Any:
