@@ -41,11 +41,19 @@ def _leaks() -> list[str]:
     found += [f"netns {m}" for m in TEST_INSTANCE_RE.findall(netns)]
     mounts = Path("/proc/self/mountinfo").read_text()
     found += [f"mount {m}" for m in TEST_INSTANCE_RE.findall(mounts)]
-    for table in ("filter", "nat"):
+    for tool, table in (
+        ("iptables", "filter"),
+        ("iptables", "nat"),
+        ("ip6tables", "filter"),
+    ):
         rules = subprocess.run(
-            ["iptables", "-t", table, "-S"], capture_output=True, text=True, check=False
+            [tool, "-t", table, "-S"], capture_output=True, text=True, check=False
         ).stdout
-        found += [f"iptables {table} {m}" for m in TEST_INSTANCE_RE.findall(rules)]
+        # Chains carry the instance name upper-cased.
+        found += [
+            f"{tool} {table} {m.lower()}"
+            for m in TEST_INSTANCE_RE.findall(rules.lower())
+        ]
     ps = subprocess.run(
         ["ps", "-eo", "pid=,args="], capture_output=True, text=True, check=False
     ).stdout

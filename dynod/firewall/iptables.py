@@ -52,8 +52,8 @@ BRIDGE_SYSCTLS = (
     Path("/proc/sys/net/bridge/bridge-nf-call-ip6tables"),
 )
 MAX_DUPLICATES = 8
-# Any dynod instance's forward jump (instance names are [a-z][a-z0-9]{0,7}).
-_ANY_FORWARD_JUMP = re.compile(r"^-A FORWARD .*-j [a-z][a-z0-9]{0,7}-FWD$", re.M)
+# Any dynod instance's forward jump (chains are the upper-cased instance name).
+_ANY_FORWARD_JUMP = re.compile(r"^-A FORWARD .*-j [A-Z][A-Z0-9]{0,7}-FWD$", re.M)
 # (restore command, command) per address family.
 _V4 = ("iptables-restore", "iptables")
 _V6 = ("ip6tables-restore", "ip6tables")

@@ -69,27 +69,27 @@ class FirewallPlan:
 
     @property
     def input_chain(self) -> str:
-        return f"{self.instance}-INPUT"
+        return f"{self.instance.upper()}-INPUT"
 
     @property
     def output_chain(self) -> str:
-        return f"{self.instance}-OUT"
+        return f"{self.instance.upper()}-OUT"
 
     @property
     def web_chain(self) -> str:
-        return f"{self.instance}-WEB"
+        return f"{self.instance.upper()}-WEB"
 
     @property
     def v6_chain(self) -> str:
-        return f"{self.instance}-V6"
+        return f"{self.instance.upper()}-V6"
 
     @property
     def forward_chain(self) -> str:
-        return f"{self.instance}-FWD"
+        return f"{self.instance.upper()}-FWD"
 
     @property
     def postrouting_chain(self) -> str:
-        return f"{self.instance}-POST"
+        return f"{self.instance.upper()}-POST"
 
     def jumps(self) -> list[tuple[str, str, list[str]]]:
         """(table, built-in chain, rule spec) of each jump into our chains."""

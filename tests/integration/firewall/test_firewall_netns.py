@@ -183,7 +183,7 @@ def rules(instance: str) -> list[str]:
         text = subprocess.run(
             ["iptables", "-t", table, "-S"], capture_output=True, text=True, check=True
         ).stdout
-        out += [line for line in text.splitlines() if instance in line]
+        out += [line for line in text.splitlines() if instance.upper() in line]
     return out
 
 
@@ -191,7 +191,7 @@ def rules6(instance: str) -> list[str]:
     text = subprocess.run(
         ["ip6tables", "-S"], capture_output=True, text=True, check=True
     ).stdout
-    return [line for line in text.splitlines() if instance in line]
+    return [line for line in text.splitlines() if instance.upper() in line]
 
 
 def drops(net: Net, network: str) -> int:

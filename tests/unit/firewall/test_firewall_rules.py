@@ -22,25 +22,25 @@ def test_render_declares_our_chains_in_both_tables() -> None:
     filter_part, nat_part = text.split("*nat\n")
 
     assert filter_part.startswith(
-        "*filter\n:dtabc12-INPUT - [0:0]\n:dtabc12-OUT - [0:0]\n"
-        ":dtabc12-FWD - [0:0]\n:dtabc12-WEB - [0:0]\n"
+        "*filter\n:DTABC12-INPUT - [0:0]\n:DTABC12-OUT - [0:0]\n"
+        ":DTABC12-FWD - [0:0]\n:DTABC12-WEB - [0:0]\n"
     )
     assert nat_part == (
-        ":dtabc12-POST - [0:0]\n"
-        "-A dtabc12-POST -s 10.251.3.0/24 ! -d 10.251.3.0/24 -j MASQUERADE\n"
+        ":DTABC12-POST - [0:0]\n"
+        "-A DTABC12-POST -s 10.251.3.0/24 ! -d 10.251.3.0/24 -j MASQUERADE\n"
         "COMMIT\n"
     )
     assert text.count("COMMIT\n") == 2
     # Only our chains are written to: nothing touches the built-in ones.
     rules = [line for line in text.splitlines() if line.startswith("-")]
-    assert all(line.split()[1].startswith("dtabc12-") for line in rules)
+    assert all(line.split()[1].startswith("DTABC12-") for line in rules)
 
 
 def test_render_orders_the_forward_policy() -> None:
     fwd = [
-        line.removeprefix("-A dtabc12-FWD ")
+        line.removeprefix("-A DTABC12-FWD ")
         for line in render(PLAN).splitlines()
-        if line.startswith("-A dtabc12-FWD")
+        if line.startswith("-A DTABC12-FWD")
     ]
 
     states = "-m conntrack --ctstate ESTABLISHED,RELATED"
@@ -63,10 +63,10 @@ def test_render_orders_the_forward_policy() -> None:
 
 
 def test_render_drops_everything_but_replies_to_the_host() -> None:
-    inp = [line for line in render(PLAN).splitlines() if "-A dtabc12-INPUT" in line]
+    inp = [line for line in render(PLAN).splitlines() if "-A DTABC12-INPUT" in line]
     assert inp == [
-        "-A dtabc12-INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
-        "-A dtabc12-INPUT -j DROP",
+        "-A DTABC12-INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+        "-A DTABC12-INPUT -j DROP",
     ]
 
 
@@ -153,20 +153,20 @@ def test_apply_adds_each_jump_once(sysctls: dict[str, Path]) -> None:
     fw.apply()
 
     assert ipt.v4() == [
-        ("filter", "FORWARD", "-j dtabc12-FWD"),
-        ("filter", "INPUT", "-i dtabc12br -j dtabc12-INPUT"),
-        ("filter", "OUTPUT", "-o dtabc12br -j dtabc12-OUT"),
-        ("nat", "POSTROUTING", "-j dtabc12-POST"),
+        ("filter", "FORWARD", "-j DTABC12-FWD"),
+        ("filter", "INPUT", "-i dtabc12br -j DTABC12-INPUT"),
+        ("filter", "OUTPUT", "-o dtabc12br -j DTABC12-OUT"),
+        ("nat", "POSTROUTING", "-j DTABC12-POST"),
     ]
     assert ipt.v6() == [
-        ("filter", "FORWARD", "-i dtabc12br -j dtabc12-V6"),
-        ("filter", "FORWARD", "-o dtabc12br -j dtabc12-V6"),
-        ("filter", "INPUT", "-i dtabc12br -j dtabc12-V6"),
-        ("filter", "OUTPUT", "-o dtabc12br -j dtabc12-V6"),
+        ("filter", "FORWARD", "-i dtabc12br -j DTABC12-V6"),
+        ("filter", "FORWARD", "-o dtabc12br -j DTABC12-V6"),
+        ("filter", "INPUT", "-i dtabc12br -j DTABC12-V6"),
+        ("filter", "OUTPUT", "-o dtabc12br -j DTABC12-V6"),
     ]
     # The second restores rewrote our chains and carried no jumps.
     assert ipt.restores[2:] == [render(PLAN), render6(PLAN)]
-    assert "-I INPUT -i dtabc12br -j dtabc12-INPUT\n" in ipt.restores[0]
+    assert "-I INPUT -i dtabc12br -j DTABC12-INPUT\n" in ipt.restores[0]
     assert values(sysctls) == ["1\n"] * 3
 
 
@@ -180,9 +180,9 @@ def test_remove_undoes_apply_and_restores_forwarding(sysctls: dict[str, Path]) -
 
     assert ipt.rules == []
     deleted = [c[-1] for c in ipt.calls if "-X" in c]
-    assert deleted.count("dtabc12-INPUT") == 2
-    assert {"dtabc12-FWD", "dtabc12-POST", "dtabc12-OUT", "dtabc12-WEB"} <= set(deleted)
-    assert "dtabc12-V6" in deleted
+    assert deleted.count("DTABC12-INPUT") == 2
+    assert {"DTABC12-FWD", "DTABC12-POST", "DTABC12-OUT", "DTABC12-WEB"} <= set(deleted)
+    assert "DTABC12-V6" in deleted
     assert values(sysctls) == ["0\n"] * 3
 
 
@@ -229,7 +229,7 @@ def test_forwarding_stays_on_while_another_instance_forwards(
     sysctls: dict[str, Path],
 ) -> None:
     ipt = FakeIptables()
-    ipt.rules.append(("4", "filter", "FORWARD", "-j other1-FWD"))
+    ipt.rules.append(("4", "filter", "FORWARD", "-j OTHER1-FWD"))
     fw = make(ipt, sysctls)
     fw.apply()
 
@@ -267,7 +267,7 @@ def test_web_ports_replace_only_the_web_chain(sysctls: dict[str, Path]) -> None:
     fw = make(ipt, sysctls)
     fw.apply([WebPort(IPv4Address("10.251.3.9"), 4000)])
     assert (
-        "-A dtabc12-WEB -d 10.251.3.9/32 -p tcp --dport 4000 -j ACCEPT"
+        "-A DTABC12-WEB -d 10.251.3.9/32 -p tcp --dport 4000 -j ACCEPT"
         in (ipt.restores[0])
     )
 
@@ -275,18 +275,18 @@ def test_web_ports_replace_only_the_web_chain(sysctls: dict[str, Path]) -> None:
     fw.allow_web([WebPort(IPv4Address("10.251.3.7"), 5000)])
 
     assert ipt.restores[2:] == [
-        "*filter\n:dtabc12-WEB - [0:0]\n"
-        "-A dtabc12-WEB -d 10.251.3.7/32 -p tcp --dport 5000 -j ACCEPT\nCOMMIT\n"
+        "*filter\n:DTABC12-WEB - [0:0]\n"
+        "-A DTABC12-WEB -d 10.251.3.7/32 -p tcp --dport 5000 -j ACCEPT\nCOMMIT\n"
     ]
 
 
 def test_host_to_dyno_is_replies_and_web_ports_only() -> None:
-    out = [line for line in render(PLAN).splitlines() if "-A dtabc12-OUT" in line]
+    out = [line for line in render(PLAN).splitlines() if "-A DTABC12-OUT" in line]
     assert out == [
-        "-A dtabc12-OUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
-        "-A dtabc12-OUT -j dtabc12-WEB",
-        "-A dtabc12-OUT -p tcp -j REJECT --reject-with tcp-reset",
-        "-A dtabc12-OUT -j DROP",
+        "-A DTABC12-OUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+        "-A DTABC12-OUT -j DTABC12-WEB",
+        "-A DTABC12-OUT -p tcp -j REJECT --reject-with tcp-reset",
+        "-A DTABC12-OUT -j DROP",
     ]
 
 
@@ -303,8 +303,8 @@ def test_resolvers_in_private_ranges_stay_reachable_on_port_53() -> None:
         dns_servers=(IPv4Address("192.168.1.1"),),
     )
     lines = render(plan).splitlines()
-    udp = "-A dtabcde-FWD -i dtabcdebr -d 192.168.1.1/32 -p udp --dport 53 -j ACCEPT"
-    drop = "-A dtabcde-FWD -i dtabcdebr -d 192.168.0.0/16 -j DROP"
+    udp = "-A DTABCDE-FWD -i dtabcdebr -d 192.168.1.1/32 -p udp --dport 53 -j ACCEPT"
+    drop = "-A DTABCDE-FWD -i dtabcdebr -d 192.168.0.0/16 -j DROP"
     assert udp in lines and drop in lines
     # The exception comes before the drop, or it would never match.
     assert lines.index(udp) < lines.index(drop)
