@@ -124,6 +124,9 @@ class Releases:
                 if release.status is RS.SUCCEEDED:
                     status = BuildStatus.SUCCEEDED
                     output.write(f"-----> Launching... done, v{version}")
+                    self.hub.emit(
+                        app.id, "dynod", "api", f"Deploy {digest[:8]} by {build.user}"
+                    )
         except DynodError as exc:
             output.write(f" !     {exc}")
         except Exception:

@@ -127,6 +127,7 @@ def test_logs_hold_app_router_and_platform_lines(deployed: Daemon) -> None:
     out = deployed.ctl("logs", "-a", APP, "-n", "1500").stdout
     assert "dynod[router]: at=info method=GET" in out
     assert "dynod[api]: Release v1 created by" in out
+    assert "dynod[api]: Deploy " in out
     assert "dynod[web.1]: State changed from starting to up" in out
     assert "app[web.1]:" in out
     only_app = deployed.ctl("logs", "-a", APP, "-s", "app").stdout
