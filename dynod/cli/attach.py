@@ -40,7 +40,9 @@ def raw_terminal(fd: int) -> Iterator[None]:
     """Put the terminal ``fd`` in raw mode; restore its settings on the way out."""
     saved = termios.tcgetattr(fd)
     try:
-        tty.setraw(fd)
+        # TCSANOW, not setraw's default TCSAFLUSH: keys typed while the dyno
+        # was starting are sent to it instead of being thrown away.
+        tty.setraw(fd, termios.TCSANOW)
         yield
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)

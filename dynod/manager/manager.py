@@ -47,6 +47,7 @@ from dynod.manager.states import (
     backoff_delay,
     check_transition,
 )
+from dynod.router.table import valid_page_url
 from dynod.runtime.agent import Agent, DynoExit, DynoHandle
 from dynod.runtime.spec import MB, SIZES, DynoKind, DynoSpec
 from dynod.state import features
@@ -757,7 +758,7 @@ class Manager:
                 state = "crashed"
             else:
                 state = "no-web"
-            table[app.name] = AppRoute(hosts, state, tuple(up))
+            table[app.name] = AppRoute(hosts, state, tuple(up), _pages(app))
         self.routes.publish(table)
 
     async def close(self) -> None:
@@ -808,4 +809,18 @@ def _adopted(record: dict[str, object], handle: DynoHandle, now: float) -> Dyno:
         stopping=kind is DynoKind.ONE_OFF
         and (attached or str(record["type"]) == "release"),
         attached=attached,
+    )
+
+
+# Config vars that name an app's own error and maintenance pages (as Heroku's).
+PAGE_VARS = (("error", "ERROR_PAGE_URL"), ("maintenance", "MAINTENANCE_PAGE_URL"))
+
+
+def _pages(app: App) -> tuple[tuple[str, str], ...]:
+    # A URL the router would refuse is left out here: in the table it would
+    # take the whole app off the router.
+    return tuple(
+        (kind, app.config[var])
+        for kind, var in PAGE_VARS
+        if var in app.config and valid_page_url(app.config[var])
     )

@@ -30,6 +30,8 @@ class AppRoute:
     # running, not-deployed, no-web, crashed, booting or maintenance
     state: str
     dynos: tuple[Backend, ...] = field(default=())
+    # Page kind ("error", "maintenance") -> URL the router sends clients on to.
+    pages: tuple[tuple[str, str], ...] = ()
 
 
 class RoutePublisher:
@@ -87,6 +89,7 @@ class RoutePublisher:
                         {"name": b.name, "addr": b.addr, "port": b.port}
                         for b in route.dynos
                     ],
+                    "pages": dict(route.pages),
                 }
                 for name, route in apps.items()
             },

@@ -9,18 +9,8 @@ An exchange ends exactly once (``done``): with the dyno's response, with a
 router-made error page (an H code), or because the client went away.  Each end
 writes one log line to the app's stream, except for hosts no app claims.
 
-When a request goes to a dyno again:
-
-- the connection was refused or not made in time: always (nothing was sent);
-  the dyno is quarantined and another one is tried, up to ``connect_attempts``
-  within ``connect_budget`` seconds; when every dyno is quarantined the request
-  waits for the first to come out, and gets H99 if none does in the budget;
-- a pooled connection closed or reset before any response byte: only for an
-  idempotent method whose whole body so far was kept (``replay_limit``),
-  because the dyno may have read and applied it before closing;
-- a new connection closed before any response byte: never (H13).
-
-After a 101 the exchange relays bytes both ways until either side closes.
+Getting the request to a dyno, with its retries, is in :mod:`dispatch`;
+relaying an upgraded connection after a 101 is in :mod:`tunnel`.
 """
 
 from __future__ import annotations
@@ -30,6 +20,7 @@ import dataclasses
 import time
 from typing import TYPE_CHECKING
 
+from dynod.router.dispatch import IDEMPOTENT, dispatch, may_resend
 from dynod.router.hcodes import (
     HCODES,
     NO_SUCH_APP_PAGE,
@@ -39,72 +30,55 @@ from dynod.router.hcodes import (
 )
 from dynod.router.headers import (
     EXPECT_UNSUPPORTED,
-    BadResponse,
     RequestInfo,
-    scan_response_head,
-    upgrade_of,
     upstream_head,
 )
 from dynod.router.logline import format_line
+from dynod.router.response import relay_head
 from dynod.router.table import AppRoute, AppState, DynoRoute
+from dynod.router.tunnel import (
+    READ_BLOCK_BUFFER,
+    end_upgraded,
+    hold_early,
+)
 from dynod.router.upstream import UpstreamConnection
 
 if TYPE_CHECKING:
     from dynod.router.proxy import ProxyConnection
 
-# What a request for an app in each state gets when no dyno can take it.
-_STATE_CODES = {
-    AppState.NOT_DEPLOYED: HCODES["H81"],
-    AppState.NO_WEB: HCODES["H14"],
-    AppState.CRASHED: HCODES["H10"],
-    AppState.MAINTENANCE: HCODES["H80"],
-}
-_H11, _H12, _H13, _H15, _H19, _H20, _H21, _H25, _H26, _H27, _H28, _H99 = (
-    HCODES[c]
-    for c in (
-        "H11", "H12", "H13", "H15", "H19", "H20", "H21", "H25", "H26", "H27",
-        "H28", "H99",
-    )
-)  # fmt: skip
+_H11, _H12, _H13, _H15, _H18, _H26, _H27, _H28 = (
+    HCODES[c] for c in ("H11", "H12", "H13", "H15", "H18", "H26", "H27", "H28")
+)
 # RFC 9110 §10.1.1: an expectation the router cannot meet is 417.
 _H26_EXPECT = dataclasses.replace(_H26, status=417)
-_NO_BODY_STATUSES = (204, 304)
 # Codes after which the rest of the client's stream cannot be trusted.
 _CLOSING_CODES = (_H26, _H26_EXPECT, _H28)
-# RFC 9110 §9.2.2: repeating these has the same effect as sending them once,
-# so a request that may or may not have reached a dyno can be sent again.
-IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 _NOTHING_TRIED: frozenset[str] = frozenset()
 # Request body buffered while no dyno connection is ready, before the client is
 # asked to wait (its reading paused).
 _BUFFER_LIMIT = 256 * 1024
-_READ_BLOCK_BUFFER = 4
 
 
 class Exchange:
     """A request from ``proxy``'s client and the response it gets."""
 
     __slots__ = (
-        "_attempts",
-        "_blocked",
         "_bytes_out",
-        "_chunked_out",
         "_connect_ms",
         "_counted",
-        "_early",
-        "_eof_framed",
         "_pending",
         "_pending_bytes",
         "_replay",
         "_replay_bytes",
-        "_replayable",
         "_sent_at",
-        "_status",
-        "_task",
-        "_upgraded",
         "app",
+        "attempts",
+        "blocked",
+        "chunked_out",
         "done",
         "dyno",
+        "early",
+        "eof_framed",
         "first_byte",
         "fwd",
         "http10",
@@ -113,10 +87,14 @@ class Exchange:
         "last_io",
         "method",
         "proxy",
+        "replayable",
         "request_done",
         "response_started",
         "start_ms",
         "started",
+        "status",
+        "task",
+        "upgraded",
         "upstream",
         "url",
     )
@@ -148,23 +126,23 @@ class Exchange:
         self.fwd = b""
         self._pending: list[bytes] = []
         self._pending_bytes = 0
-        self._blocked = False
-        self._task: asyncio.Task[None] | None = None
+        self.blocked = False
+        self.task: asyncio.Task[None] | None = None
         self._connect_ms: int | None = None
         self._sent_at = 0.0
-        self._chunked_out = False
-        self._eof_framed = False
+        self.chunked_out = False
+        self.eof_framed = False
         self._bytes_out = 0
-        self._status = 0
-        self._attempts = 0
+        self.status = 0
+        self.attempts = 0
         # Body bytes sent so far, kept while the request may be sent again.
-        self._replayable = method in IDEMPOTENT
+        self.replayable = method in IDEMPOTENT
         self._replay: list[bytes] | None = None
         self._replay_bytes = 0
         # After a 101, bytes are relayed as they come; before it, what the
         # client sends in the new protocol waits here.
-        self._upgraded = False
-        self._early: list[bytes] | None = None
+        self.upgraded = False
+        self.early: list[bytes] | None = None
         # Holds one of the app's backlog slots (H11) until the exchange ends.
         self._counted = False
         # Loop time of the last byte either way, for the idle timeout.
@@ -179,13 +157,16 @@ class Exchange:
         app = ctx.table.lookup(info.host)
         self.app = app
         if info.bad is not None:
-            self.fail(_H26_EXPECT if info.bad == EXPECT_UNSUPPORTED else _H26)
+            if info.bad == EXPECT_UNSUPPORTED:
+                self.fail(_H26_EXPECT, cause="unsupported expect header value")
+            else:
+                self.fail(_H26, cause="bad header")
             return
         # Answered before routing: ACME challenges, the TLS Host check.
         if ctx.front is not None and ctx.front(self):
             return
         if app is None:
-            self._no_such_app()
+            self.no_such_app()
             return
         # Each app may have so many requests in flight per web dyno (H11).
         in_flight = ctx.in_flight
@@ -200,101 +181,12 @@ class Exchange:
             dyno = ctx.pick(app, _NOTHING_TRIED)
             conn = ctx.pool.take(dyno.key) if dyno is not None else None
             if conn is not None and dyno is not None:
-                self._attempts = 1
-                self._attach(dyno, conn, None)
+                self.attempts = 1
+                self.attach(dyno, conn, None)
                 return
-        self._task = ctx.loop.create_task(self._dispatch())
+        self.task = ctx.loop.create_task(dispatch(self))
 
-    async def _dispatch(self, avoid: str | None = None) -> None:
-        """Wait for a booting app, then connect, retrying across dynos.
-
-        ``avoid`` names a dyno whose pooled connection just failed: another
-        dyno is preferred, and only new connections are used.
-        """
-        ctx = self.proxy.ctx
-        settings = ctx.settings
-        app = self.app
-        assert app is not None
-
-        # A booting app holds the request until a dyno is up or the wait ends.
-        deadline = self.started + settings.boot_wait
-        while app.state is AppState.BOOTING:
-            if ctx.loop.time() >= deadline:
-                self.fail(_H20)
-                return
-            await asyncio.sleep(settings.boot_poll)
-            if self.done:
-                return
-            found = ctx.table.lookup(self.info.host)
-            if found is None:
-                self._no_such_app()
-                return
-            app = self.app = found
-        code = _STATE_CODES.get(app.state)
-        if code is not None or not app.dynos:
-            self.fail(code or HCODES["H14"])
-            return
-
-        # Each attempt goes to a dyno not tried yet; refusals and timeouts are
-        # quarantined.  When every dyno is quarantined before the first
-        # attempt, wait for the first to come out, within the connect budget.
-        budget_end = ctx.loop.time() + settings.connect_budget
-        tried: set[str] = set()
-        if avoid is not None and len(app.dynos) > 1:
-            tried.add(avoid)
-        tried_here = 0
-        failure = _H21
-        while self._attempts < settings.connect_attempts:
-            dyno = ctx.pick(app, tried)
-            if dyno is None:
-                ends = ctx.quarantine_ends(app, tried)
-                if tried_here or ends is None:
-                    break
-                now = ctx.loop.time()
-                if now >= budget_end:
-                    self.fail(_H99)
-                    return
-                await asyncio.sleep(max(0.01, min(ends, budget_end) - now))
-                if self.done:
-                    return
-                app = self.app = ctx.table.lookup(self.info.host) or app
-                continue
-            tried.add(dyno.name)
-            tried_here += 1
-            self._attempts += 1
-            conn = None if avoid is not None else ctx.pool.take(dyno.key)
-            if conn is not None:
-                self._attach(dyno, conn, None)
-                return
-            began = ctx.loop.time()
-            timeout = min(settings.connect_timeout, max(0.0, budget_end - began))
-            try:
-                conn = await asyncio.wait_for(self._connect(dyno), timeout)
-            except TimeoutError:
-                failure = _H19
-                ctx.quarantine(dyno)
-                continue
-            except OSError:
-                failure = _H21
-                ctx.quarantine(dyno)
-                continue
-            if self.done:
-                # The client left while we connected: keep the connection warm.
-                ctx.pool.put(conn, ctx.loop.time())
-                return
-            self._attach(dyno, conn, int((ctx.loop.time() - began) * 1000))
-            return
-        self.fail(failure)
-
-    async def _connect(self, dyno: DynoRoute) -> UpstreamConnection:
-        pool = self.proxy.ctx.pool
-        key = dyno.key
-        _, conn = await self.proxy.ctx.loop.create_connection(
-            lambda: UpstreamConnection(pool, key), dyno.addr, dyno.port
-        )
-        return conn
-
-    def _attach(
+    def attach(
         self, dyno: DynoRoute, conn: UpstreamConnection, connect_ms: int | None
     ) -> None:
         """Send the request head and any buffered body down ``conn``."""
@@ -325,9 +217,9 @@ class Exchange:
                 self._send_body(chunk)
             self._pending = []
             self._pending_bytes = 0
-            if self._blocked:
-                self._blocked = False
-                self.proxy.unblock_reading(_READ_BLOCK_BUFFER)
+            if self.blocked:
+                self.blocked = False
+                self.proxy.unblock_reading(READ_BLOCK_BUFFER)
         if self.request_done and self.info.chunked:
             conn.send(b"0\r\n\r\n")
         self._sent_at = ctx.loop.time()
@@ -345,9 +237,9 @@ class Exchange:
         # No dyno yet: hold the body, and stop reading once enough is held.
         self._pending.append(data)
         self._pending_bytes += len(data)
-        if self._pending_bytes > _BUFFER_LIMIT and not self._blocked:
-            self._blocked = True
-            self.proxy.block_reading(_READ_BLOCK_BUFFER)
+        if self._pending_bytes > _BUFFER_LIMIT and not self.blocked:
+            self.blocked = True
+            self.proxy.block_reading(READ_BLOCK_BUFFER)
 
     def on_request_complete(self) -> None:
         self.request_done = True
@@ -356,7 +248,7 @@ class Exchange:
 
     def _send_body(self, data: bytes) -> None:
         assert self.upstream is not None
-        if self._replayable:
+        if self.replayable:
             self._keep_for_replay(data)
         self.upstream.send(self._framed(data))
 
@@ -369,7 +261,7 @@ class Exchange:
         self._replay_bytes += len(data)
         if self._replay_bytes > self.proxy.ctx.settings.replay_limit:
             # Too long to keep: this request can no longer be sent again.
-            self._replayable = False
+            self.replayable = False
             self._replay = None
         elif self._replay is None:
             self._replay = [data]
@@ -384,104 +276,20 @@ class Exchange:
         self.proxy.ctx.unwatch_first_byte(self)
 
     def on_response_head(self, status: int, head: bytes) -> int:
-        """Relay the dyno's response head: its lines as they came, minus
-        hop-by-hop ones, plus the router's framing and headers.
-
-        Returns the body's declared length when the dyno keeps the connection
-        open afterwards, else -1.
-        """
-        if self.done:
-            return -1
-        self._status = status
-        try:
-            kept, length, chunked, has_id, close = scan_response_head(head)
-        except BadResponse:
-            self.fail(_H25)
-            return -1
-        if not head.startswith(b"HTTP/1."):
-            self.fail(HCODES["H17"])
-            return -1
-        if status == 101:
-            self._switch_protocols(head, kept, has_id)
-            return -1
-        if self.info.upgrade_to:
-            # The dyno declined the upgrade; what the client sends next is in a
-            # protocol nobody agreed on.
-            self.keep_alive = False
-        head_only = self.method == b"HEAD"
-        # The status line as the dyno wrote it, said in the router's version.
-        parts = [b"HTTP/1.1", head[8 : head.find(b"\r\n") + 2], kept]
-
-        # Framing: keep a declared length, re-chunk anything else for HTTP/1.1
-        # clients, and fall back to closing the connection for HTTP/1.0 ones.
-        if length is None and not head_only and status not in _NO_BODY_STATUSES:
-            self._eof_framed = not chunked
-            if self.http10:
-                self.keep_alive = False
-            else:
-                self._chunked_out = True
-                parts.append(b"Transfer-Encoding: chunked\r\n")
-        if self.proxy.ctx.draining:
-            self.keep_alive = False
-        if not self.keep_alive:
-            parts.append(b"Connection: close\r\n")
-        elif self.http10:
-            parts.append(b"Connection: keep-alive\r\n")
-        if not has_id:
-            parts.append(b"X-Request-Id: %s\r\n" % self.info.request_id)
-        parts.append(b"Via: 1.1 dynod\r\n\r\n")
-        self.proxy.write(b"".join(parts))
-        self.response_started = True
-        if head_only:
-            conn = self.upstream
-            assert conn is not None
-            conn.end_at_head()
-            self.on_response_complete(conn.keeps_alive())
-        return -1 if length is None or close else length
-
-    # -- upgraded connections (WebSockets and any other protocol) ---------------
-
-    def _switch_protocols(self, head: bytes, kept: bytes, has_id: bool) -> None:
-        """Relay a 101 and start relaying bytes both ways (RFC 9110 §15.2.2)."""
-        if not self.info.upgrade_to:
-            # A switch nobody asked for cannot be relayed.
-            self.fail(HCODES["H17"])
-            return
-        self._upgraded = True
-        parts = [b"HTTP/1.1", head[8 : head.find(b"\r\n") + 2], kept]
-        parts.append(b"Connection: Upgrade\r\nUpgrade: %s\r\n" % upgrade_of(head))
-        if not has_id:
-            parts.append(b"X-Request-Id: %s\r\n" % self.info.request_id)
-        parts.append(b"Via: 1.1 dynod\r\n\r\n")
-        self.proxy.write(b"".join(parts))
-        self.response_started = True
-        early, self._early = self._early, None
-        if early and self.upstream is not None:
-            self.upstream.send(b"".join(early))
-        if self._blocked:
-            self._blocked = False
-            self.proxy.unblock_reading(_READ_BLOCK_BUFFER)
-
-    @property
-    def upgraded(self) -> bool:
-        return self._upgraded
+        """Relay the dyno's response head (see :func:`relay_head`)."""
+        return relay_head(self, status, head)
 
     def from_client(self, data: bytes) -> None:
         """Bytes after an upgrade request's head, from the client."""
         if self.done:
             return
         self.last_io = self.proxy.ctx.loop.time()
-        if self._upgraded:
+        if self.upgraded:
             if self.upstream is not None:
                 self.upstream.send(data)
             return
         # Not switched yet: hold them, and stop reading once enough is held.
-        if self._early is None:
-            self._early = []
-        self._early.append(data)
-        if sum(map(len, self._early)) > _BUFFER_LIMIT and not self._blocked:
-            self._blocked = True
-            self.proxy.block_reading(_READ_BLOCK_BUFFER)
+        hold_early(self, data)
 
     def from_dyno(self, data: bytes) -> None:
         """Bytes from the dyno after its 101."""
@@ -490,30 +298,22 @@ class Exchange:
             self._bytes_out += len(data)
             self.proxy.write(data)
 
-    def _end_upgraded(self) -> None:
-        """One side of an upgraded connection closed: close the other."""
-        self.done = True
-        self._release()
-        self._drop_upstream()
-        self._log(None, 101)
-        self.proxy.close()
-
     def on_response_body(self, data: bytes) -> None:
         if self.done:
             return
         self.last_io = self.proxy.ctx.loop.time()
         self._bytes_out += len(data)
-        if self._chunked_out:
+        if self.chunked_out:
             self.proxy.write(b"%x\r\n%s\r\n" % (len(data), data))
         else:
             self.proxy.write(data)
 
     def on_response_complete(self, upstream_keep_alive: bool) -> None:
-        if self.done or self._upgraded:
+        if self.done or self.upgraded:
             return
         self.done = True
-        self._release()
-        if self._chunked_out:
+        self.release()
+        if self.chunked_out:
             self.proxy.write(b"0\r\n\r\n")
 
         # The dyno connection is reusable only if both messages ended cleanly.
@@ -524,51 +324,34 @@ class Exchange:
                 ctx.pool.put(conn, ctx.loop.time())
             else:
                 conn.close()
-        self._log(None, self._status)
+        self.log(None, self.status)
         self.proxy.exchange_finished(self, self.keep_alive)
 
     def on_upstream_lost(self) -> None:
         """The dyno closed the connection before the exchange ended."""
         if self.done:
             return
-        if self._upgraded:
-            self._end_upgraded()
+        if self.upgraded:
+            end_upgraded(self)
             return
         if self.response_started:
-            if self._eof_framed:
+            if self.eof_framed:
                 # A response without length or chunks ends when the dyno closes.
                 self.upstream = None
                 self.on_response_complete(False)
             else:
-                self._abort_client()
+                # Cut mid-response: the client gets what came, then a close.
+                self._abort_client(_H18, sock="backend")
             return
         conn = self.upstream
         self.upstream = None
-        if conn is not None and self._may_resend(conn):
+        if conn is not None and may_resend(self, conn):
             # Forget the first send, so its first-byte deadline cannot fire.
             self._sent_at = 0.0
             avoid = self.dyno.name if self.dyno is not None else ""
-            self._task = self.proxy.ctx.loop.create_task(self._dispatch(avoid))
+            self.task = self.proxy.ctx.loop.create_task(dispatch(self, avoid))
             return
         self.fail(_H13)
-
-    def _may_resend(self, conn: UpstreamConnection) -> bool:
-        """Whether a request whose connection closed before any response byte
-        can safely go to a dyno again.
-
-        A pooled connection may have been closed by the dyno (its keep-alive
-        timeout, or its shutdown) just as the request went out; whether the
-        dyno read the request first cannot be known.  So the request is sent
-        again only if repeating it is harmless (an idempotent method, RFC 9110
-        §9.2.2) and the whole body sent so far was kept (RFC 9112 §9.3.1).  A
-        new connection closed without a response is the app's doing: H13.
-        """
-        return (
-            conn.used
-            and not self.first_byte
-            and self._replayable
-            and self._attempts < self.proxy.ctx.settings.connect_attempts
-        )
 
     def on_bad_response(self, reason: str) -> None:
         if self.response_started:
@@ -583,42 +366,45 @@ class Exchange:
 
     # -- endings ---------------------------------------------------------------
 
-    def fail(self, code: HCode) -> None:
-        """End with a router-made error page for ``code`` (or a cut connection)."""
+    def fail(self, code: HCode, cause: str | None = None) -> None:
+        """End with a router-made error page for ``code`` (or a cut connection).
+
+        ``cause`` goes to the log line: what was wrong with the request.
+        """
         if self.done:
             return
         self.done = True
-        self._release()
-        self._drop_upstream()
+        self.release()
+        self.drop_upstream()
         if self.response_started:
             self._abort_client()
             return
         # After a refused request the rest of the stream cannot be trusted.
         keep = self.keep_alive and code not in _CLOSING_CODES
         keep = keep and not self.proxy.ctx.draining
-        page = page_for(code)
+        page = page_for(code, self.app.pages if self.app is not None else None)
         self.proxy.write(render_response(code.status, page, self._request_id(), keep))
         self._bytes_out = len(page)
         if self.app is not None:
-            self._log(code, code.status)
+            self.log(code, code.status, cause=cause)
         self.proxy.exchange_finished(self, keep)
 
     def client_gone(self) -> None:
         """The client closed its connection: stop, and tell the app's log."""
         if self.done:
             return
-        if self._upgraded:
-            self._end_upgraded()
+        if self.upgraded:
+            end_upgraded(self)
             return
         self.done = True
-        self._release()
-        if self._task is not None and self._task is not asyncio.current_task():
-            self._task.cancel()
-        self._drop_upstream()
+        self.release()
+        if self.task is not None and self.task is not asyncio.current_task():
+            self.task.cancel()
+        self.drop_upstream()
         if self.app is not None:
-            self._log(_H27, 499)
+            self.log(_H27, 499)
 
-    def _no_such_app(self) -> None:
+    def no_such_app(self) -> None:
         self.done = True
         response = render_response(
             404, NO_SUCH_APP_PAGE, self._request_id(), self.keep_alive
@@ -626,14 +412,18 @@ class Exchange:
         self.proxy.write(response)
         self.proxy.exchange_finished(self, self.keep_alive)
 
-    def _abort_client(self) -> None:
+    def _abort_client(self, code: HCode | None = None, sock: str | None = None) -> None:
+        """Cut the client's connection mid-response, logging ``code``."""
         self.done = True
-        self._release()
-        self._drop_upstream()
-        self._log(_H13 if not self.first_byte else None, self._status or 503)
+        self.release()
+        self.drop_upstream()
+        if code is None and not self.first_byte:
+            code = _H13
+        status = code.status if code is not None and sock else self.status or 503
+        self.log(code, status, sock=sock)
         self.proxy.abort()
 
-    def _release(self) -> None:
+    def release(self) -> None:
         if self._counted:
             self._counted = False
             assert self.app is not None
@@ -653,16 +443,16 @@ class Exchange:
         """
         if self.done or self.last_io >= since:
             return
-        if not self.request_done and not self._upgraded:
+        if not self.request_done and not self.upgraded:
             self.fail(_H28)
         elif self.first_byte:
             self.done = True
-            self._release()
-            self._drop_upstream()
-            self._log(_H15, self._status or 503)
+            self.release()
+            self.drop_upstream()
+            self.log(_H15, self.status or 503)
             self.proxy.abort()
 
-    def _drop_upstream(self) -> None:
+    def drop_upstream(self) -> None:
         self.proxy.ctx.unwatch_first_byte(self)
         if self.upstream is not None:
             self.upstream.close()
@@ -671,7 +461,13 @@ class Exchange:
     def _request_id(self) -> str:
         return self.info.request_id.decode("latin-1")
 
-    def _log(self, code: HCode | None, status: int) -> None:
+    def log(
+        self,
+        code: HCode | None,
+        status: int,
+        cause: str | None = None,
+        sock: str | None = None,
+    ) -> None:
         app = self.app
         if app is None:
             return
@@ -695,5 +491,7 @@ class Exchange:
             status=status,
             nbytes=self._bytes_out,
             code=code,
+            cause=cause,
+            sock=sock,
         )
         ctx.logs.send(app.name, line)

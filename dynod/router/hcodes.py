@@ -7,6 +7,8 @@ outside this table, so tests and docs can read the whole vocabulary here.
 
 from __future__ import annotations
 
+import html
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -90,8 +92,18 @@ _NO_SUCH_APP = _TEMPLATE.format(
 )
 
 
-def page_for(code: HCode) -> bytes:
-    """The HTML body the client gets for ``code``."""
+def page_for(code: HCode, pages: Mapping[str, str] | None = None) -> bytes:
+    """The HTML body the client gets for ``code``.
+
+    ``pages`` holds the app's own page URLs (``error``, ``maintenance``): the
+    client gets a page that refreshes to the URL and links to it, so the
+    router never fetches anything per request.
+    """
+    if pages:
+        kind = "maintenance" if code.code == "H80" else "error"
+        url = pages.get(kind)
+        if url is not None and code.status == 503:
+            return _redirect_page(url)
     if code.code == "H80":
         return _MAINTENANCE.encode()
     if code.code == "H32":
@@ -122,3 +134,14 @@ def render_response(
 
 
 NO_SUCH_APP_PAGE = _NO_SUCH_APP.encode()
+
+
+def _redirect_page(url: str) -> bytes:
+    """A page sending the client on to ``url`` (an http(s) URL)."""
+    ref = html.escape(url, quote=True)
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+        f'<meta http-equiv="refresh" content="0; url={ref}">'
+        "<title>Application error</title></head>\n"
+        f'<body><p><a href="{ref}">Continue</a></p></body></html>\n'
+    ).encode()

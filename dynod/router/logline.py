@@ -38,8 +38,14 @@ def format_line(
     status: int,
     nbytes: int,
     code: HCode | None = None,
+    cause: str | None = None,
+    sock: str | None = None,
 ) -> str:
-    """One router log line; ``None`` times print as empty values (``connect=``)."""
+    """One router log line; ``None`` times print as empty values (``connect=``).
+
+    ``cause`` (after ``desc``) says what was wrong with a refused request;
+    ``sock`` (last) names the side whose socket ended an exchange early.
+    """
     connect = "" if connect_ms is None else f"{connect_ms}ms"
     service = "" if service_ms is None else f"{service_ms}ms"
     # Quotes inside quoted values would let a client forge fields.
@@ -50,10 +56,13 @@ def format_line(
         if code is None
         else f'at={code.level.value} code={code.code} desc="{code.desc}" '
     )
+    if cause is not None:
+        head += f'cause="{cause}" '
+    tail = "" if sock is None else f" sock={sock}"
     return (
         f'{head}method={method} path="{path}" host={host} request_id={request_id} '
         f'fwd="{fwd}" dyno={dyno} connect={connect} service={service} '
-        f"status={status} bytes={nbytes} protocol=http"
+        f"status={status} bytes={nbytes} protocol=http{tail}"
     )
 
 

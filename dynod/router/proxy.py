@@ -331,7 +331,9 @@ class ProxyConnection(asyncio.Protocol):
         log.debug("bad request", reason=reason)
         ex = self._active
         if ex is not None and not ex.done:
-            ex.fail(HCODES["H26"])
+            # Past the head, only the chunked framing can be malformed.
+            body = self._receiving is not None and self._receiving.info.chunked
+            ex.fail(HCODES["H26"], cause="bad chunk" if body else "bad header")
         else:
             code = HCODES["H26"]
             self.write(render_response(400, page_for(code), None, False))

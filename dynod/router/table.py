@@ -7,7 +7,13 @@ versioned::
      "apps": {"myapp": {"hosts": ["myapp.localhost"],
                         "state": "running",
                         "dynos": [{"name": "web.1", "addr": "10.217.0.5",
-                                   "port": 5000}]}}}
+                                   "port": 5000}],
+                        "pages": {"error": "https://example.com/oops.html",
+                                  "maintenance": "https://example.com/m.html"}}}}
+
+``pages`` is optional (from the app's ``ERROR_PAGE_URL`` and
+``MAINTENANCE_PAGE_URL``): the router never fetches them, it serves a small
+page that links and refreshes to them.  Each must be an http(s) URL.
 
 A file that is not a JSON object with a ``version`` and an ``apps`` object is
 rejected as a whole (:class:`RouteTableError`).  Apps are validated one by one:
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -60,6 +67,8 @@ class AppRoute:
     hosts: tuple[str, ...]
     state: AppState
     dynos: tuple[DynoRoute, ...]
+    # Page kind ("error", "maintenance") -> URL the client is sent on to.
+    pages: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -145,7 +154,32 @@ def _parse_app(name: str, entry: Any) -> AppRoute:
     if not isinstance(dynos_doc, list):
         raise ValueError(f"App {name!r} has dynos that are not a list; dropped.")
     dynos = tuple(_parse_dyno(name, d) for d in dynos_doc)
-    return AppRoute(name, tuple(h.lower() for h in hosts), state, dynos)
+    pages = _parse_pages(name, entry.get("pages", {}))
+    return AppRoute(name, tuple(h.lower() for h in hosts), state, dynos, pages)
+
+
+def _parse_pages(app: str, doc: Any) -> dict[str, str]:
+    if not isinstance(doc, dict):
+        raise ValueError(f"App {app!r} has pages that are not an object; dropped.")
+    pages: dict[str, str] = {}
+    for kind, url in doc.items():
+        if kind not in PAGE_KINDS or not isinstance(url, str) or not _URL.match(url):
+            raise ValueError(
+                f"App {app!r} has page {kind!r} = {url!r}; pages are 'error' or "
+                "'maintenance' with an http(s) URL. The app was dropped."
+            )
+        pages[kind] = url
+    return pages
+
+
+PAGE_KINDS = ("error", "maintenance")
+# An absolute http(s) URL of visible characters, at most 2048 of them.
+_URL = re.compile(r"https?://[!-~]{1,2040}\Z")
+
+
+def valid_page_url(url: str) -> bool:
+    """Would the router accept ``url`` as an app's error or maintenance page?"""
+    return bool(_URL.match(url))
 
 
 def _parse_dyno(app: str, doc: Any) -> DynoRoute:

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, cast
 
 import httptools
 
+from dynod.router.hcodes import HCODES
 from dynod.router.headers import QUICK_FIELDS
+from dynod.router.response import MAX_HEAD
 
 if TYPE_CHECKING:
     from dynod.router.exchange import Exchange
@@ -77,6 +79,11 @@ class UpstreamConnection(asyncio.Protocol):
                 if not self._head and self._quick(ex, data):
                     return
                 self._head = self._head + data if self._head else data
+                head = self._head
+                if len(head) > MAX_HEAD and head.find(b"\r\n\r\n", 0, MAX_HEAD) < 0:
+                    # A head past Heroku's limit is refused before it grows.
+                    ex.fail(HCODES["H25"])
+                    return
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             # After a 101 the dyno speaks the new protocol: relay it as is.

@@ -15,6 +15,11 @@ Restart: :meth:`LocalAgent.close` leaves spawner and dynos running; the next
 agent's :meth:`LocalAgent.open` reconnects, adopts every dyno the spawner still
 has (finishing those that exited meanwhile, with their real status) and removes
 cgroups and veths that belong to no dyno.
+
+Spawner death: the agent starts a new spawner at once and watches the dead
+one's dynos through pidfds (:mod:`dynod.runtime.orphans`); an agent that opens
+after both died adopts every live dyno from its cgroup and on-disk record
+instead of killing it.  The exit status of such a dyno is unknown (None).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import contextlib
 import dataclasses
 import shutil
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +41,7 @@ from dynod.errors import CgroupError, Conflict, NotFound, RuntimeFailure
 from dynod.runtime.agent import AgentListener, DynoExit, DynoHandle, DynoStats
 from dynod.runtime.cgroups import Cgroups, open_cgroups
 from dynod.runtime.network import AddressPool, DynoNetwork, veth_name
+from dynod.runtime.orphans import RecordFiles, reopen_output, watch_exit
 from dynod.runtime.output import OutputReader
 from dynod.runtime.plan import LaunchPlan
 from dynod.runtime.probe import listening
@@ -55,6 +62,8 @@ class _Dyno:
     exited: asyncio.Future[DynoExit]
     readers: list[OutputReader] = field(default_factory=list)
     finishing: bool = False
+    # Its spawner died: the exit comes from a pidfd, without a status.
+    orphan: bool = False
 
 
 class LocalAgent:
@@ -76,14 +85,15 @@ class LocalAgent:
         self._early_exits: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._spawner: SpawnerClient | None = None
+        self.files = RecordFiles(config.run_dir / "dynos")
+        self._unwatch: dict[str, Callable[[], None]] = {}
+        self._closing = False
 
     async def open(self) -> None:
         """Set up the bridge, reach the spawner, adopt its dynos, drop orphans."""
         self.config.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         await self.network.ensure_bridge()
-        self._spawner = await connect_spawner(
-            self.config.instance, self.config.run_dir, self._on_exit
-        )
+        self._spawner = await self._connect()
 
         # Adopt every dyno the spawner still holds, exited ones included.
         for message, fds in await self._spawner.request("list"):
@@ -91,15 +101,60 @@ class LocalAgent:
                 self._register(message, fds)
                 log.info("dyno adopted", dyno=message["name"], id=message["id"])
 
-        # Cgroups and veths of dynos that no longer exist are orphans.
+        # Live dynos of a spawner that died are adopted from their records.
+        for dyno_id in self.cgroups.list():
+            if dyno_id not in self._dynos:
+                self._adopt_orphan(dyno_id)
+
+        # Cgroups and veths of dynos that no longer exist are debris.
         for dyno_id in self.cgroups.list():
             if dyno_id not in self._dynos:
                 self._kill_now(dyno_id)
                 self.cgroups.remove(dyno_id)
+        for dyno_id in set(self.files.ids()) - set(self._dynos):
+            self.files.remove(dyno_id)
         live = {d.veth for d in self._dynos.values()}
         for link in await self.network.links():
             if link not in live:
                 await self.network.delete_link(link)
+
+    async def _connect(self) -> SpawnerClient:
+        return await connect_spawner(
+            self.config.instance, self.config.run_dir, self._on_exit, self._lost
+        )
+
+    def _lost(self) -> None:
+        """The spawner died: watch its dynos by pid and start a new one."""
+        if self._closing:
+            return
+        log.warning("spawner lost; starting a new one", dynos=len(self._dynos))
+        self._spawner = None
+        for dyno in self._dynos.values():
+            if not dyno.finishing and not dyno.orphan:
+                self._orphan(dyno)
+        task = asyncio.get_running_loop().create_task(self._reconnect())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reconnect(self) -> None:
+        # Starts fail with RuntimeFailure until the new spawner answers.
+        self._spawner = await self._connect()
+
+    def _adopt_orphan(self, dyno_id: str) -> None:
+        """Adopt a dyno no spawner knows if its record's PID 1 still runs."""
+        record = self.files.load(dyno_id)
+        if record is None or record.get("pid") not in self.cgroups.procs(dyno_id):
+            return
+        dyno = self._register(record, reopen_output(int(record["pid"])))
+        self._orphan(dyno)
+        log.info("dyno adopted without spawner", dyno=record["name"], id=dyno_id)
+
+    def _orphan(self, dyno: _Dyno) -> None:
+        dyno_id = dyno.handle.dyno_id
+        dyno.orphan = True
+        self._unwatch[dyno_id] = watch_exit(
+            dyno.handle.pid, lambda: self._on_exit(dyno_id, None)
+        )
 
     @property
     def spawner_pid(self) -> int | None:
@@ -139,6 +194,8 @@ class LocalAgent:
             status = self._early_exits.pop(dyno_id, None)
         if status is not None:
             self._on_exit(dyno_id, status)
+        else:
+            self.files.save(message)
         return dyno
 
     def _emitter(self, dyno_id: str, stream: str) -> Any:
@@ -188,11 +245,12 @@ class LocalAgent:
         log.info("dyno started", dyno=spec.name, id=spec.dyno_id, pid=dyno.handle.pid)
         return dyno.handle
 
-    def _on_exit(self, dyno_id: str, status: int) -> None:
+    def _on_exit(self, dyno_id: str, status: int | None) -> None:
         """The spawner reaped a dyno's PID 1: tear it down in a task."""
         dyno = self._dynos.get(dyno_id)
         if dyno is None:
-            self._early_exits[dyno_id] = status
+            if status is not None:
+                self._early_exits[dyno_id] = status
             return
         if dyno.finishing:
             return
@@ -201,8 +259,9 @@ class LocalAgent:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _finish(self, dyno: _Dyno, status: int) -> None:
+    async def _finish(self, dyno: _Dyno, status: int | None) -> None:
         dyno_id = dyno.handle.dyno_id
+        self._unwatch.pop(dyno_id, lambda: None)()
 
         # PID 1's death makes the kernel kill its namespace; be sure of it.
         await self._kill_and_wait(dyno_id)
@@ -226,6 +285,7 @@ class LocalAgent:
                 await self._spawner.request("forget", id=dyno_id)
 
         event = DynoExit(dyno_id, status, oom)
+        self.files.remove(dyno_id)
         del self._dynos[dyno_id]
         self._exits[dyno_id] = event
         dyno.exited.set_result(event)
@@ -291,7 +351,11 @@ class LocalAgent:
     async def close(self) -> None:
         """Stop watching; the spawner keeps every dyno and its output."""
         # A teardown under way is finished, not cut short halfway.
+        self._closing = True
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for unwatch in self._unwatch.values():
+            unwatch()
+        self._unwatch.clear()
         for dyno in self._dynos.values():
             for reader in dyno.readers:
                 reader.close()
@@ -303,6 +367,7 @@ class LocalAgent:
     async def destroy(self) -> None:
         """Kill every dyno, stop the spawner, remove cgroups, links and run files."""
         spawner = self._client()
+        self._closing = True
         for dyno_id in builtins.list(self._dynos):
             self.cgroups.kill_all(dyno_id, signal.SIGKILL)
         for dyno in builtins.list(self._dynos.values()):
@@ -314,5 +379,6 @@ class LocalAgent:
         self.cgroups.destroy()
         await self.network.destroy()
         shutil.rmtree(self.config.run_dir / SCRATCH_NAME, ignore_errors=True)
+        shutil.rmtree(self.files.directory, ignore_errors=True)
         for name in ("spawner.sock", "spawner.log"):
             (self.config.run_dir / name).unlink(missing_ok=True)

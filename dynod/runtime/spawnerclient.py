@@ -33,14 +33,19 @@ class SpawnerClient:
     """Requests to the spawner and its exit events.
 
     ``on_exit(dyno_id, status)`` is called from the event loop in the order the
-    spawner reported exits.
+    spawner reported exits; ``on_lost()`` once if the spawner closes its end
+    (it died, or exited after a ``shutdown``).
     """
 
     def __init__(
-        self, sock: socket.socket, on_exit: Callable[[str, int], None]
+        self,
+        sock: socket.socket,
+        on_exit: Callable[[str, int], None],
+        on_lost: Callable[[], None] | None = None,
     ) -> None:
         self._sock = sock
         self._on_exit = on_exit
+        self._on_lost = on_lost
         self._seq = itertools.count(1)
         self._pending: dict[
             int, tuple[list[Message], asyncio.Future[list[Message]]]
@@ -96,6 +101,8 @@ class SpawnerClient:
                     RuntimeFailure("The spawner closed its socket; see spawner.log.")
                 )
         self._pending.clear()
+        if self._on_lost is not None:
+            self._on_lost()
 
     def close(self) -> None:
         if self._sock.fileno() >= 0:
@@ -122,7 +129,10 @@ class SpawnerClient:
 
 
 async def connect_spawner(
-    instance: str, run_dir: Path, on_exit: Callable[[str, int], None]
+    instance: str,
+    run_dir: Path,
+    on_exit: Callable[[str, int], None],
+    on_lost: Callable[[], None] | None = None,
 ) -> SpawnerClient:
     """Connect to the running spawner of ``run_dir``, or start one first."""
     path = run_dir / SOCKET_NAME
@@ -132,7 +142,7 @@ async def connect_spawner(
         sock = _try_connect(path)
     if sock is None:
         raise RuntimeFailure(f"The spawner started but {path} does not answer.")
-    return SpawnerClient(sock, on_exit)
+    return SpawnerClient(sock, on_exit, on_lost)
 
 
 def _try_connect(path: Path) -> socket.socket | None:

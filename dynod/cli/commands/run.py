@@ -22,7 +22,13 @@ def command_line(words: tuple[str, ...]) -> str:
 
 
 def dyno_body(
-    cmd: str, env: tuple[str, ...], size: str | None, *, attach: bool, tty: bool
+    cmd: str,
+    env: tuple[str, ...],
+    size: str | None,
+    *,
+    attach: bool,
+    tty: bool,
+    ttl: int | None = None,
 ) -> dict[str, Any]:
     """The ``POST /dynos`` body; a terminal session sends TERM and its size."""
     variables = parse_assignments(env, hint="'-e'")
@@ -41,7 +47,18 @@ def dyno_body(
         body["tty"] = tty
     if size:
         body["size"] = size.lower()
+    if ttl is not None:
+        body["time_to_live"] = ttl
     return body
+
+
+# The daemon checks the range (1 s to 24 h) and says what is allowed.
+_TTL = click.option(
+    "--ttl",
+    type=int,
+    metavar="SECONDS",
+    help="End the dyno after this many seconds (default and maximum 86400).",
+)
 
 
 @command("run", context_settings=_RUN_SETTINGS)
@@ -54,12 +71,14 @@ def dyno_body(
 )
 @click.option("-s", "--size", metavar="SIZE", help="Dyno size (default standard-1x).")
 @click.option("--no-tty", is_flag=True, help="Do not allocate a terminal.")
+@_TTL
 @click.argument("words", metavar="[--] COMMAND...", nargs=-1, required=True)
 def run(
     s: Session,
     env: tuple[str, ...],
     size: str | None,
     no_tty: bool,
+    ttl: int | None,
     words: tuple[str, ...],
 ) -> None:
     """Run COMMAND in a one-off dyno attached to this terminal.
@@ -76,7 +95,7 @@ def run(
     """
     cmd = command_line(words)
     tty = not no_tty and sys.stdin.isatty() and sys.stdout.isatty()
-    body = dyno_body(cmd, env, size, attach=True, tty=tty)
+    body = dyno_body(cmd, env, size, attach=True, tty=tty, ttl=ttl)
     with s.out.action(f"Running `{cmd}` on {s.mark}") as step:
         dyno = s.client.request("POST", s.path("dynos"), body)
         step.outcome = f"{dyno.get('state', 'starting')}, {dyno['name']}"
@@ -96,9 +115,14 @@ def run(
     help="Set a variable (repeatable).",
 )
 @click.option("-s", "--size", metavar="SIZE", help="Dyno size (default standard-1x).")
+@_TTL
 @click.argument("words", metavar="[--] COMMAND...", nargs=-1, required=True)
 def run_detached(
-    s: Session, env: tuple[str, ...], size: str | None, words: tuple[str, ...]
+    s: Session,
+    env: tuple[str, ...],
+    size: str | None,
+    ttl: int | None,
+    words: tuple[str, ...],
 ) -> None:
     """Run COMMAND in a one-off dyno whose output goes to the app's logs.
 
@@ -109,7 +133,7 @@ def run_detached(
       Run `dynoctl logs -a hello -d run.4821` to see its output.
     """
     cmd = command_line(words)
-    body = dyno_body(cmd, env, size, attach=False, tty=False)
+    body = dyno_body(cmd, env, size, attach=False, tty=False, ttl=ttl)
     with s.out.action(f"Running `{cmd}` on {s.mark}") as step:
         dyno = s.client.request("POST", s.path("dynos"), body)
         step.suffix = f"{dyno['name']} ({dyno.get('size', '')})"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -194,3 +195,19 @@ async def test_boot_timeout_is_r10_and_crash(world, tmp_path: Path) -> None:  # 
     lines = manager.hub.recent(app.id, 50)
     assert any("Error R10 (Boot timeout)" in x for x in lines)
     assert any("State changed from starting to crashed" in x for x in lines)
+
+
+async def test_page_urls_reach_the_route_table_when_valid(world) -> None:  # type: ignore[no-untyped-def]
+    manager, _agent, store = world
+    deploy(store)
+    store.update_app(
+        "demo",
+        config={
+            "ERROR_PAGE_URL": "https://example.com/oops.html",
+            "MAINTENANCE_PAGE_URL": "javascript:alert(1)",
+        },
+    )
+    manager.publish_routes()
+    table = json.loads((Path(manager.config.run_dir) / "routes.json").read_text())
+    # The bad URL is left out rather than taking the app off the router.
+    assert table["apps"]["demo"]["pages"] == {"error": "https://example.com/oops.html"}
