@@ -29,11 +29,13 @@ processes) so the start can be broken down by phase.
 from __future__ import annotations
 
 import errno
+import fcntl
 import ipaddress
 import json
 import os
 import signal
 import socket
+import termios
 import time
 from dataclasses import dataclass
 
@@ -61,7 +63,12 @@ _NAMESPACES = (
 
 @dataclass(frozen=True)
 class Stdio:
-    """The descriptors that become the dyno's 0, 1 and 2."""
+    """The descriptors that become the dyno's 0, 1 and 2.
+
+    With ``tty`` set, all three are one end of a socketpair: the dyno makes
+    its terminal in its own devpts, keeps the slave as 0, 1 and 2 and sends
+    the master back over that socket (see :func:`_set_stdio`).
+    """
 
     stdin: int | None
     stdout: int
@@ -202,7 +209,7 @@ def _child_b(
 
         enter_root(root)
         sc.sethostname(plan.name)
-        _set_stdio(stdio)
+        _set_stdio(stdio, plan.uid, plan.gid)
         marks["b_pivot"] = time.monotonic()
 
         # Drop to the dyno's user for good: no capabilities, no_new_privs,
@@ -265,8 +272,11 @@ def _configure_network(plan: LaunchPlan) -> None:
         nl.close()
 
 
-def _set_stdio(stdio: Stdio) -> None:
+def _set_stdio(stdio: Stdio, uid: int, gid: int) -> None:
     """Install the dyno's 0, 1, 2 in a session of its own."""
+    if stdio.tty:
+        _open_terminal(stdio.stdout, uid, gid)
+        return
     stdin = stdio.stdin
     if stdin is None:
         stdin = os.open("/dev/null", os.O_RDONLY)
@@ -274,11 +284,26 @@ def _set_stdio(stdio: Stdio) -> None:
     os.dup2(stdio.stdout, 1)
     os.dup2(stdio.stderr, 2)
     os.setsid()
-    if stdio.tty:
-        import fcntl
-        import termios
 
-        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+def _open_terminal(channel: int, uid: int, gid: int) -> None:
+    """Make the dyno's controlling terminal and send its master down ``channel``.
+
+    The pair comes from the dyno's own devpts (the root is already pivoted),
+    so ``tty`` and ttyname(3) find the slave at /dev/pts/0 inside; a terminal
+    from the host's devpts would have no name there.  The slave belongs to
+    the dyno's user, as login(1) would leave it.
+    """
+    master, slave = os.openpty()
+    os.fchown(slave, uid, gid)
+    with socket.socket(fileno=channel) as sock:
+        socket.send_fds(sock, [b"m"], [master])
+    os.close(master)
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    os.close(slave)
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
 def _read_all(fd: int) -> bytes:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import pty
 import selectors
 import signal
 import socket
@@ -176,7 +175,9 @@ class Spawner:
         # Pipes for log output; a PTY or a socketpair for attached one-offs.
         keep: list[int] = []
         if plan.tty:
-            give, child = pty.openpty()
+            # The dyno makes its terminal and sends the master back (below).
+            ours, theirs = socket.socketpair()
+            give, child = ours.detach(), theirs.detach()
             stdio = Stdio(child, child, child, tty=True)
         elif plan.stdin:
             ours, theirs = socket.socketpair()
@@ -197,6 +198,9 @@ class Spawner:
         finally:
             for fd in {stdio.stdout, stdio.stderr}:
                 os.close(fd)
+        if plan.tty:
+            # Sent before the exec that launch() waited for, so it is here.
+            give = _receive_master(give)
 
         record = Record(
             plan.dyno_id,
@@ -252,6 +256,13 @@ class Spawner:
                 os.close(fd)
         self.records.clear()
         self.running = False
+
+
+def _receive_master(channel: int) -> int:
+    """The PTY master a launched dyno sent down ``channel`` (then closed)."""
+    with socket.socket(fileno=channel) as sock:
+        _, fds, _, _ = socket.recv_fds(sock, 1, 1)
+    return fds[0]
 
 
 def main(argv: list[str] | None = None) -> None:

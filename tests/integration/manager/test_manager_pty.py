@@ -107,6 +107,8 @@ def test_run_under_a_pty(terminal: Terminal, dynod: Daemon) -> None:
     terminal.expect(r"\$ ")
     terminal.type("test -t 0 -a -t 1 && echo term-$((2*3))\r")
     terminal.expect(r"term-6")
+    terminal.type("echo tty-is-$(tty)\r")
+    terminal.expect(r"tty-is-/dev/pts/0")
 
     # A window resize reaches the dyno's terminal.
     terminal.resize(33, 101)

@@ -358,12 +358,17 @@ async def test_runtime_attached_one_off_with_tty(
     env: tuple[LocalAgent, Recorder], stack_rootfs: Path, slug_dir: Path
 ) -> None:
     agent, _ = env
-    script = "test -t 0 && echo is-a-tty; read x; echo got $x"
+    # The terminal is the dyno's own: named inside, owned by the dyno's user.
+    script = (
+        "test -t 0 && echo is-a-tty name=$(tty) owner=$(stat -c %u $(tty)) end; "
+        "read x; echo got $x"
+    )
     base = make_spec(stack_rootfs, slug_dir, "bash", "-c", script)
     handle = await agent.start(_attached(base, tty=True))
     assert handle.attach_fd is not None
     try:
-        assert b"is-a-tty" in await _read_until(handle.attach_fd, b"is-a-tty")
+        seen = await _read_until(handle.attach_fd, b" end")
+        assert f"is-a-tty name=/dev/pts/0 owner={base.uid} end".encode() in seen
         os.write(handle.attach_fd, b"there\n")
         assert b"got there" in await _read_until(handle.attach_fd, b"got there")
     finally:
