@@ -7,9 +7,12 @@ offending value and says what would be accepted.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
+from typing import Any
 
-from dynod.errors import InvalidConfig, InvalidFormation, InvalidName
+from dynod.errors import InvalidConfig, InvalidFormation, InvalidName, UserInputError
 from dynod.runtime.spec import SIZES
+from dynod.state.records import AppSettings
 
 APP_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,28}[a-z0-9]$")
 CONFIG_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -17,6 +20,9 @@ PROCESS_TYPE_RE = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
 CONFIG_MAX_BYTES = 64 * 1024
 # Heroku's per-app limit on dynos of one formation.
 MAX_QUANTITY = 100
+# An origin-form path without spaces or control characters (RFC 9112 §3.2.1).
+HEALTH_PATH_RE = re.compile(r"^/[!-~]{0,1023}$")
+SETTING_NAMES = tuple(AppSettings.__dataclass_fields__)
 
 
 def app_name(name: object) -> str:
@@ -89,3 +95,41 @@ def config_changes(changes: object, current: dict[str, str]) -> dict[str, str]:
             "bytes for all keys and values of an app together."
         )
     return new
+
+
+def settings_changes(changes: object, current: AppSettings) -> AppSettings:
+    """Apply a PATCH body of app settings to ``current``, checking each."""
+    if not isinstance(changes, dict) or not changes:
+        raise UserInputError(
+            'Send settings as a JSON object such as {"boot_timeout": 60}.'
+        )
+    unknown = sorted(set(changes) - set(SETTING_NAMES))
+    if unknown:
+        raise UserInputError(
+            f"Unknown settings {', '.join(unknown)}: known settings are "
+            f"{', '.join(SETTING_NAMES)}."
+        )
+    for key, value in changes.items():
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if key in ("boot_timeout", "stop_timeout"):
+            if not number or not 1 <= value <= 3600:
+                raise UserInputError(
+                    f"Setting {key}={value!r} is invalid: use a number of seconds "
+                    "from 1 to 3600."
+                )
+        elif key == "worker_surge":
+            whole = isinstance(value, int) and not isinstance(value, bool)
+            if not whole or not 0 <= value <= MAX_QUANTITY:
+                raise UserInputError(
+                    f"Setting worker_surge={value!r} is invalid: use a whole number "
+                    f"from 0 (replace all at once) to {MAX_QUANTITY}."
+                )
+        elif key == "health_path" and not (
+            isinstance(value, str) and (value == "" or HEALTH_PATH_RE.match(value))
+        ):
+            raise UserInputError(
+                f"Setting health_path={value!r} is invalid: use a path such as "
+                "/health (starting with '/', no spaces), or nothing for none."
+            )
+    checked: dict[str, Any] = changes
+    return replace(current, **checked)

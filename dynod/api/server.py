@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ from dynod.releases.output import read_finished
 from dynod.releases.service import Releases
 from dynod.runtime.spec import DEFAULT_SIZE
 from dynod.state.db import Store
-from dynod.state.records import App, AppSettings, FormationEntry
+from dynod.state.records import App, FormationEntry
 
 log = structlog.get_logger("dynod.api")
 
@@ -189,26 +189,7 @@ async def show_settings(request: web.Request) -> web.Response:
 async def update_settings(request: web.Request) -> web.Response:
     api = _api(request)
     app = _app(request)
-    body = await _json(request)
-    known = set(asdict(app.settings))
-    if not isinstance(body, dict):
-        raise UserInputError('Send settings as {"boot_timeout": 60}.')
-    if set(body) - known:
-        raise UserInputError(
-            f"Unknown settings {', '.join(sorted(set(body) - known))}: "
-            f"known settings are {', '.join(sorted(known))}."
-        )
-    for key, value in body.items():
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not (1 <= value <= 3600)
-        ):
-            raise UserInputError(
-                f"Setting {key}={value!r} is invalid: use a number of seconds from 1 "
-                "to 3600."
-            )
-    settings: AppSettings = replace(app.settings, **body)
+    settings = validation.settings_changes(await _json(request), app.settings)
     app = api.store.update_app(app.name, settings=settings)
     return web.json_response(asdict(app.settings))
 

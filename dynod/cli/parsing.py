@@ -24,7 +24,13 @@ _SCALE_RE = re.compile(r"^([\w-]+?)([=+-])(\d+)(?::([\w-]+))?$")
 _TYPE_RE = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
 _CONFIG_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _VERSION_RE = re.compile(r"^[vV]?(\d+)$")
-SETTINGS = ("boot_timeout", "stop_timeout")
+# Each setting apps:settings:set takes, with how its value is written.
+SETTINGS = {
+    "boot_timeout": "SECONDS",
+    "stop_timeout": "SECONDS",
+    "health_path": "/PATH",
+    "worker_surge": "N",
+}
 
 
 @dataclass(frozen=True)
@@ -144,22 +150,43 @@ def parse_keys(args: Sequence[str], *, hint: str) -> list[str]:
     return list(args)
 
 
-def parse_settings(args: Sequence[str]) -> dict[str, int]:
-    """``boot_timeout=S stop_timeout=S`` as whole positive seconds."""
-    out: dict[str, int] = {}
+def parse_settings(args: Sequence[str]) -> dict[str, int | str]:
+    """``boot_timeout=S stop_timeout=S health_path=/PATH worker_surge=N``.
+
+    Seconds are whole and 1 or more; ``health_path=`` (empty) removes the
+    health check.  The daemon checks ranges and paths again.
+    """
+    out: dict[str, int | str] = {}
+    forms = ", ".join(f"{k}={v}" for k, v in SETTINGS.items())
     for arg in args:
         key, sep, value = arg.partition("=")
         if not sep or key not in SETTINGS:
             raise click.BadParameter(
-                f"{arg!r} is not a setting; write {'=S or '.join(SETTINGS)}=S.",
+                f"{arg!r} is not a setting; write one of {forms}.",
                 param_hint="'apps:settings:set'",
             )
-        if not value.isdigit() or int(value) < 1:
-            raise click.BadParameter(
-                f"{arg!r} needs a whole number of seconds, 1 or more.",
-                param_hint="'apps:settings:set'",
-            )
-        out[key] = int(value)
+        if key == "health_path":
+            if value and not value.startswith("/"):
+                raise click.BadParameter(
+                    f"{arg!r} needs a path starting with '/' (or nothing, for no "
+                    "health check).",
+                    param_hint="'apps:settings:set'",
+                )
+            out[key] = value
+        elif key == "worker_surge":
+            if not value.isdigit():
+                raise click.BadParameter(
+                    f"{arg!r} needs a whole number, 0 or more.",
+                    param_hint="'apps:settings:set'",
+                )
+            out[key] = int(value)
+        else:
+            if not value.isdigit() or int(value) < 1:
+                raise click.BadParameter(
+                    f"{arg!r} needs a whole number of seconds, 1 or more.",
+                    param_hint="'apps:settings:set'",
+                )
+            out[key] = int(value)
     return out
 
 

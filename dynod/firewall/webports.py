@@ -24,7 +24,7 @@ def ports_of(apps: dict[str, AppRoute]) -> frozenset[WebPort]:
     return frozenset(
         WebPort(IPv4Address(b.addr), b.port)
         for route in apps.values()
-        for b in route.dynos
+        for b in route.backends
     )
 
 
@@ -35,7 +35,7 @@ def read_routes(path: Path) -> frozenset[WebPort]:
         return frozenset(
             WebPort(IPv4Address(d["addr"]), int(d["port"]))
             for app in table["apps"].values()
-            for d in app["dynos"]
+            for d in [*app["dynos"], *app.get("preboot", [])]
         )
     except (OSError, ValueError, KeyError, TypeError):
         return frozenset()

@@ -34,6 +34,12 @@ class Dyno:
     replaced: bool = False
     # Out of the route table: requests no longer reach it.
     draining: bool = False
+    # A starting web dyno that listens on $PORT and awaits its health check.
+    listening: bool = False
+    # The status its last health check got; None when none came back.
+    last_check: int | None = None
+    # Left to a paced rollout (worker_surge), which replaces it in its turn.
+    rolling: bool = False
     # One-offs attached to a client: their output goes there, not to the logs.
     attached: bool = False
     # An attached one-off's client has connected (until then an exited one is

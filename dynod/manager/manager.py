@@ -7,12 +7,14 @@ restart) and after every disturbance (a crash, a daemon restart).  The manager
 never touches the kernel: it asks its :class:`~dynod.runtime.agent.Agent`.
 
 Rollouts start new web dynos first (the ``preboot`` feature, on by default):
-the old dyno leaves the route table only once its replacement listens on
-``$PORT``, every router worker has loaded the table without it, and requests
+the old dyno leaves the route table only once its replacement is up (listens
+on ``$PORT`` and, if the app has a ``health_path``, answers it through the
+router), every router worker has loaded the table without it, and requests
 in flight have had :data:`DRAIN_GRACE` to finish; only then does it get
-SIGTERM.  Other process types (and web with preboot off) start the new dyno as
-the old one gets SIGTERM.  Releases, ``ps:restart`` and daily cycling all take
-this one path.
+SIGTERM.  A replacement that crashes instead leaves the old dyno serving.
+Other process types (and web with preboot off) start the new dyno as the old
+one gets SIGTERM, all at once or ``worker_surge`` at a time.  Releases,
+``ps:restart`` and daily cycling all take this one path.
 
 Every timer (crash back-off, boot timeout, stop grace, cycling, one-off
 time-to-live, the memory check) runs on :attr:`Manager.clock`, which tests
@@ -34,7 +36,7 @@ import structlog
 from dynod.config import Config
 from dynod.errors import Conflict, DynodError, NotFound
 from dynod.logs.hub import LogHub
-from dynod.manager import memory
+from dynod.manager import health, memory
 from dynod.manager.clock import Clock, LoopClock, Timer
 from dynod.manager.dynos import Dyno, DynoRecords
 from dynod.manager.routes import AppRoute, Backend, RoutePublisher
@@ -59,6 +61,12 @@ log = structlog.get_logger("dynod.manager")
 
 # How often a starting web dyno is checked for a listener on $PORT.
 BOOT_POLL = 0.02
+# How often a listening web dyno is asked its health path until it passes.
+HEALTH_POLL = 0.25
+# How often a web dyno kept serving for a crashed successor looks again.
+SUCCESSOR_POLL = 0.5
+# Lines per dyno kept from before adoption: what a full log pipe holds.
+UNCLAIMED_LINES = 20_000
 # Time requests in flight on a dyno that left the route table get to finish
 # before it is sent SIGTERM.
 DRAIN_GRACE = 0.3
@@ -101,6 +109,13 @@ class Manager:
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._exited: dict[str, asyncio.Event] = {}
+        # Until adopt() has run: lines of dynos the agent reads but this
+        # manager does not know yet, kept for adopt() to claim.
+        self._unclaimed: dict[str, list[bytes]] | None = {}
+        # Asks a booting web dyno its health path (tests may answer instead).
+        self.check_status: Callable[[health.Check], Awaitable[int | None]] = (
+            health.status_of
+        )
 
     # The agent's listener
 
@@ -109,6 +124,12 @@ class Manager:
         dyno = self.dynos.get(dyno_id)
         if dyno is not None:
             self.hub.emit_output(dyno_id, dyno.app_id, dyno.name, line)
+        elif self._unclaimed is not None:
+            # What an adopted dyno wrote while no daemon read: its pipe's
+            # backlog comes in as soon as the agent opens, before adopt().
+            kept = self._unclaimed.setdefault(dyno_id, [])
+            if len(kept) < UNCLAIMED_LINES:
+                kept.append(line)
 
     def on_exit(self, event: DynoExit) -> None:
         dyno = self.dynos.get(event.dyno_id)
@@ -152,6 +173,7 @@ class Manager:
         their time-to-live.  Timers restart from each dyno's start time.
         """
         assert self.agent is not None
+        unclaimed = self._unclaimed if self._unclaimed is not None else {}
         for handle in await self.agent.list():
             record = self.records.load(handle.dyno_id)
             if record is None:
@@ -160,6 +182,8 @@ class Manager:
                 continue
             dyno = _adopted(record, handle, self.clock.time())
             self.dynos[dyno.dyno_id] = dyno
+            for line in unclaimed.pop(dyno.dyno_id, ()):
+                self.hub.emit_output(dyno.dyno_id, dyno.app_id, dyno.name, line)
             if dyno.stopping:
                 await self.agent.kill(dyno.dyno_id)
                 continue
@@ -171,9 +195,10 @@ class Manager:
                 and not await self.agent.is_listening(dyno.dyno_id, dyno.port)
             ):
                 dyno.state = DynoState.STARTING
-                timeout = self._settings(dyno.app_name).boot_timeout
+                settings = self._settings(dyno.app_name)
+                timeout = settings.boot_timeout
                 left = max(0.0, dyno.created_at + timeout - self.clock.time())
-                self._spawn(self._watch_boot(dyno, left))
+                self._spawn(self._watch_boot(dyno, settings, left))
             with contextlib.suppress(DynodError):
                 stats = await self.agent.stats(dyno.dyno_id)
                 self._oom_seen[dyno.dyno_id] = stats.oom_kills
@@ -181,6 +206,7 @@ class Manager:
             self._schedule_end(dyno, None if expires is None else float(str(expires)))
         for dyno_id in set(self.records.ids()) - set(self.dynos):
             self.records.remove(dyno_id)
+        self._unclaimed = None
         self.publish_routes()
         self.watch_memory()
 
@@ -211,13 +237,17 @@ class Manager:
                     self._spawn(self._stop(dyno, app))
 
             # Start what is missing; replace what runs an older release or size.
+            outdated: list[tuple[Dyno, str]] = []
             for name, size in desired.items():
                 assert release is not None
                 current = next((d for d in live if d.name == name), None)
                 if current is None:
                     await self._start_formation(app, release, name, size)
                 elif current.release != release.version or current.size != size:
-                    await self._roll(current, app, release, size)
+                    outdated.append((current, size))
+            if outdated:
+                assert release is not None
+                await self._roll_all(app, release, outdated)
         self.publish_routes()
 
     async def reconcile_all(self) -> None:
@@ -251,13 +281,81 @@ class Manager:
         new = await self._start_formation(app, release, old.name, size)
         self._spawn(self._replace(old, new, app))
 
+    async def _roll_all(
+        self, app: App, release: Release, olds: list[tuple[Dyno, str]]
+    ) -> None:
+        """Replace each (dyno, size) of ``olds`` (lock held).
+
+        Web dynos and crashed ones are replaced at once.  With the app's
+        ``worker_surge`` above 0, each other type is handed to a paced
+        rollout (:meth:`_paced_roll`); dynos it already holds are left to it.
+        """
+        surge = app.settings.worker_surge
+        paced: dict[str, list[Dyno]] = {}
+        for old, size in olds:
+            if old.rolling:
+                continue
+            if surge and not old.is_web and old.state is not DynoState.CRASHED:
+                old.rolling = True
+                paced.setdefault(old.type, []).append(old)
+            else:
+                await self._roll(old, app, release, size)
+        for group in paced.values():
+            self._spawn(self._paced_roll(app.name, group, surge))
+
+    async def _paced_roll(self, app_name: str, queue: list[Dyno], surge: int) -> None:
+        """Replace ``queue`` (dynos of one type) ``surge`` at a time.
+
+        Each batch starts its new dynos as the old ones get SIGTERM; the next
+        batch waits until those have exited, so the type never runs more than
+        ``surge`` dynos over its quantity.  Every batch takes the app's
+        current release and formation: a dyno scaled away meanwhile is left
+        to the reconciler, and a newer release is what the rest roll to.
+        """
+        try:
+            while queue:
+                batch, queue = queue[:surge], queue[surge:]
+                leaving: list[asyncio.Event] = []
+                async with self._lock(app_name):
+                    for old in batch:
+                        old.rolling = False
+                    try:
+                        app = self.store.app(app_name)
+                    except NotFound:
+                        return
+                    release = self._current_release(app)
+                    desired = self._desired(app, release)
+                    for old in batch:
+                        if (
+                            release is None
+                            or old.name not in desired
+                            or old.dyno_id not in self.dynos
+                            or old.stopping
+                            or old.replaced
+                        ):
+                            continue
+                        exited = self._exited.get(old.dyno_id)
+                        try:
+                            await self._roll(old, app, release, desired[old.name])
+                        except DynodError as exc:
+                            log.warning(
+                                "rollout step failed", dyno=old.name, error=str(exc)
+                            )
+                        if exited is not None:
+                            leaving.append(exited)
+                self.publish_routes()
+                for exited in leaving:
+                    await exited.wait()
+        finally:
+            for old in queue:
+                old.rolling = False
+
     async def _replace(self, old: Dyno, new: Dyno, app: App) -> None:
         # Start-new-first for web: the old dyno keeps serving until the new one
         # is up (or has failed to boot), then leaves the route table and stops.
         preboot = features.enabled(self.store, app.id, "preboot")
         if preboot and old.is_web and old.state is DynoState.UP:
-            while new.state is DynoState.STARTING and not old.stopping:
-                await self.clock.sleep(BOOT_POLL)
+            await self._await_successor(old)
             old.draining = True
             self.publish_routes()
             # Once every router worker serves a table without the old dyno, no
@@ -265,6 +363,42 @@ class Manager:
             await self.routes.wait_acknowledged(self.routes.version)
             await self.clock.sleep(DRAIN_GRACE)
         await self._stop(old, app)
+
+    async def _await_successor(self, old: Dyno) -> None:
+        """Return once a dyno of ``old``'s name is up, or none is coming.
+
+        A successor that crashes (it never bound, failed its health check or
+        exited) leaves ``old`` serving while the crash restarts try again; a
+        successor scaled away or an app destroyed ends the wait.  Between a
+        crashed successor and the next there can be a moment with none at all
+        (a rollout or restart forgets the crashed one before it starts the
+        next), so only the formation says when none is coming.
+        """
+        key = (old.app_id, old.name)
+        while not old.stopping and old.state is DynoState.UP:
+            successors = [
+                d
+                for d in self.dynos.values()
+                if d.app_id == old.app_id
+                and d.name == old.name
+                and d.kind is DynoKind.FORMATION
+                and not (d is old or d.stopping or d.replaced)
+            ]
+            if any(d.state is DynoState.UP for d in successors):
+                return
+            starting = not successors and key not in self._restart_at
+            if starting and not self._wanted(old):
+                return
+            booting = any(d.state is DynoState.STARTING for d in successors)
+            await self.clock.sleep(BOOT_POLL if booting or starting else SUCCESSOR_POLL)
+
+    def _wanted(self, dyno: Dyno) -> bool:
+        """Whether the app's formation still has a dyno of ``dyno``'s name."""
+        try:
+            app = self.store.app(dyno.app_name)
+        except NotFound:
+            return False
+        return dyno.name in self._desired(app, self._current_release(app))
 
     # Starting
 
@@ -367,30 +501,69 @@ class Manager:
         self._oom_seen[dyno.dyno_id] = 0
         self._schedule_end(dyno, dyno.expires_at)
         if dyno.is_web:
-            self._spawn(self._watch_boot(dyno, app.settings.boot_timeout))
+            settings = app.settings
+            self._spawn(self._watch_boot(dyno, settings, settings.boot_timeout))
         else:
             self._set_state(dyno, DynoState.UP)
         return dyno
 
-    async def _watch_boot(self, dyno: Dyno, boot_timeout: float) -> None:
-        # A web dyno is up once it listens on $PORT (R10 if it never does).
+    async def _watch_boot(self, dyno: Dyno, settings: AppSettings, left: float) -> None:
+        """Mark a web dyno up once it listens on $PORT and, if the app has a
+        health path, answers it through the router; R10 after ``left`` seconds.
+        """
         assert self.agent is not None and dyno.port is not None
-        deadline = self.clock.monotonic() + boot_timeout
+        deadline = self.clock.monotonic() + left
+        next_check = 0.0
         while dyno.state is DynoState.STARTING and not dyno.stopping:
-            if await self.agent.is_listening(dyno.dyno_id, dyno.port):
-                self._set_state(dyno, DynoState.UP)
+            now = self.clock.monotonic()
+            if not dyno.listening and await self.agent.is_listening(
+                dyno.dyno_id, dyno.port
+            ):
+                if not settings.health_path:
+                    self._set_state(dyno, DynoState.UP)
+                    self.publish_routes()
+                    return
+                # Reachable for checks only, once every router worker knows.
+                dyno.listening = True
                 self.publish_routes()
-                return
+                await self.routes.wait_acknowledged(self.routes.version)
+            elif dyno.listening and now >= next_check:
+                status = await self.check_status(self._check_of(dyno, settings))
+                if health.passed(status) and dyno.state is DynoState.STARTING:
+                    self._set_state(dyno, DynoState.UP)
+                    self.publish_routes()
+                    return
+                dyno.last_check = status
+                next_check = self.clock.monotonic() + HEALTH_POLL
             if self.clock.monotonic() >= deadline:
-                self._event(
-                    dyno,
-                    "Error R10 (Boot timeout) -> Web process failed to bind to $PORT "
-                    f"within {boot_timeout:g} seconds of launch",
-                )
-                self._event(dyno, "Stopping process with SIGKILL")
+                self._boot_timed_out(dyno, settings)
                 await self.agent.kill(dyno.dyno_id)
                 return
             await self.clock.sleep(BOOT_POLL)
+
+    def _boot_timed_out(self, dyno: Dyno, settings: AppSettings) -> None:
+        timeout = f"{settings.boot_timeout:g} seconds of launch"
+        if not dyno.listening:
+            why = f"Web process failed to bind to $PORT within {timeout}"
+        else:
+            got = "no response" if dyno.last_check is None else dyno.last_check
+            why = (
+                f"Web process did not answer GET {settings.health_path} with a "
+                f"2xx or 3xx within {timeout} (last answer: {got})"
+            )
+        self._event(dyno, f"Error R10 (Boot timeout) -> {why}")
+        self._event(dyno, "Stopping process with SIGKILL")
+
+    def _check_of(self, dyno: Dyno, settings: AppSettings) -> health.Check:
+        bind = self.config.router_bind
+        return health.Check(
+            router_addr="127.0.0.1" if bind in ("0.0.0.0", "::", "") else bind,
+            router_port=self.config.http_port,
+            host=f"{dyno.app_name}.{self.config.router_domain}",
+            path=settings.health_path,
+            token=self.routes.check_token,
+            dyno=dyno.name,
+        )
 
     # Stopping
 
@@ -488,11 +661,10 @@ class Manager:
             )
         release = self._current_release(app)
         async with self._lock(app.name):
-            for old in dynos:
-                # A rollout that took the lock first may have replaced it.
-                if release is None or old.replaced or old.stopping:
-                    continue
-                await self._roll(old, app, release, old.size)
+            # A rollout that took the lock first may have replaced some.
+            olds = [(d, d.size) for d in dynos if not d.replaced and not d.stopping]
+            if release is not None:
+                await self._roll_all(app, release, olds)
         self.publish_routes()
         return [d.name for d in dynos]
 
@@ -675,8 +847,12 @@ class Manager:
             return None
 
     def app_dynos(self, app: App) -> list[Dyno]:
+        """The app's dynos for ``ps``: a replaced one while it still serves."""
         found = [
-            d for d in self.dynos.values() if d.app_id == app.id and not d.replaced
+            d
+            for d in self.dynos.values()
+            if d.app_id == app.id
+            and (not d.replaced or (d.state is DynoState.UP and not d.draining))
         ]
         return sorted(found, key=_dyno_order)
 
@@ -737,14 +913,11 @@ class Manager:
                 for d in self.dynos.values()
                 if d.app_id == app.id and d.is_web and not d.stopping
             ]
-            up = [
-                Backend(d.name, d.handle.ip, d.port)
+            up = [_backend(d) for d in webs if d.state is DynoState.UP]
+            checked = [
+                _backend(d)
                 for d in webs
-                if d.state is DynoState.UP
-                and not d.draining
-                and d.handle is not None
-                and d.handle.ip is not None
-                and d.port is not None
+                if d.listening and d.state is DynoState.STARTING
             ]
             if app.current_release is None:
                 state = "not-deployed"
@@ -758,7 +931,13 @@ class Manager:
                 state = "crashed"
             else:
                 state = "no-web"
-            table[app.name] = AppRoute(hosts, state, tuple(up), _pages(app))
+            table[app.name] = AppRoute(
+                hosts,
+                state,
+                tuple(b for b in up if b is not None),
+                _pages(app),
+                tuple(b for b in checked if b is not None),
+            )
         self.routes.publish(table)
 
     async def close(self) -> None:
@@ -781,9 +960,17 @@ async def _forward(lines: AsyncIterator[str], output: Callable[[str], None]) -> 
         output(line.split(": ", 1)[1] if ": " in line else line)
 
 
-def _dyno_order(d: Dyno) -> tuple[str, int]:
+def _dyno_order(d: Dyno) -> tuple[str, int, int]:
     ptype, _, number = d.name.partition(".")
-    return (ptype, int(number) if number.isdigit() else 0)
+    return (ptype, int(number) if number.isdigit() else 0, d.release)
+
+
+def _backend(dyno: Dyno) -> Backend | None:
+    """Where the router reaches a web dyno; None when it must not."""
+    handle = dyno.handle
+    if dyno.draining or handle is None or handle.ip is None or dyno.port is None:
+        return None
+    return Backend(dyno.name, handle.ip, dyno.port)
 
 
 def _adopted(record: dict[str, object], handle: DynoHandle, now: float) -> Dyno:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from dynod.router.watcher import ACKS_DIR
@@ -32,6 +33,13 @@ class AppRoute:
     dynos: tuple[Backend, ...] = field(default=())
     # Page kind ("error", "maintenance") -> URL the router sends clients on to.
     pages: tuple[tuple[str, str], ...] = ()
+    # Listening web dynos that only health checks reach until they pass.
+    preboot: tuple[Backend, ...] = ()
+
+    @property
+    def backends(self) -> tuple[Backend, ...]:
+        """Every dyno the router may connect to for this app."""
+        return self.dynos + self.preboot
 
 
 class RoutePublisher:
@@ -41,6 +49,8 @@ class RoutePublisher:
         # serve it, and their acknowledgements must not look newer than ours.
         self.version = _version_of(self.path)
         self._last: dict[str, AppRoute] | None = None
+        # Health checks carry it; a new one per daemon, so none outlives it.
+        self.check_token = secrets.token_hex(16)
 
     def acknowledged(self) -> int:
         """The oldest table version that every live router worker serves.
@@ -81,21 +91,24 @@ class RoutePublisher:
         self.version += 1
         table = {
             "version": self.version,
+            "check_token": self.check_token,
             "apps": {
                 name: {
                     "hosts": list(route.hosts),
                     "state": route.state,
-                    "dynos": [
-                        {"name": b.name, "addr": b.addr, "port": b.port}
-                        for b in route.dynos
-                    ],
+                    "dynos": [asdict(b) for b in route.dynos],
+                    "preboot": [asdict(b) for b in route.preboot],
                     "pages": dict(route.pages),
                 }
                 for name, route in apps.items()
             },
         }
+        # Root's alone: the check token lets a request reach a booting dyno.
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(table))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(table))
         os.replace(tmp, self.path)
         self._last = dict(apps)
         return True

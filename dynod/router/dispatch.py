@@ -15,6 +15,7 @@ When a request goes to a dyno again:
 from __future__ import annotations
 
 import asyncio
+import secrets
 from typing import TYPE_CHECKING
 
 from dynod.router.hcodes import HCODES
@@ -47,6 +48,11 @@ async def dispatch(ex: Exchange, avoid: str | None = None) -> None:
     settings = ctx.settings
     app = ex.app
     assert app is not None
+    if ex.info.check is not None:
+        target = _check_target(ex)
+        if target is not None:
+            await _dispatch_check(ex, target)
+            return
 
     # A booting app holds the request until a dyno is up or the wait ends.
     deadline = ex.started + settings.boot_wait
@@ -117,6 +123,41 @@ async def dispatch(ex: Exchange, avoid: str | None = None) -> None:
         ex.attach(dyno, conn, int((ctx.loop.time() - began) * 1000))
         return
     ex.fail(failure)
+
+
+def _check_target(ex: Exchange) -> DynoRoute | None:
+    """The dyno a health check from dynod names; None for anything else.
+
+    A check without the table's token is an ordinary request (the header is
+    never relayed either way).
+    """
+    token, _, name = (ex.info.check or b"").partition(b" ")
+    expected = ex.proxy.ctx.table.check_token
+    if not expected or not secrets.compare_digest(token, expected):
+        return None
+    assert ex.app is not None
+    return ex.app.checked(name.decode("latin-1"))
+
+
+async def _dispatch_check(ex: Exchange, dyno: DynoRoute) -> None:
+    """Send a health check to its one dyno, whatever the app's state: no
+    retries elsewhere and no pooled connection, the answer must be that
+    dyno's own."""
+    ctx = ex.proxy.ctx
+    ex.attempts += 1
+    began = ctx.loop.time()
+    try:
+        conn = await asyncio.wait_for(_connect(ex, dyno), ctx.settings.connect_timeout)
+    except TimeoutError:
+        ex.fail(_H19)
+        return
+    except OSError:
+        ex.fail(_H21)
+        return
+    if ex.done:
+        conn.close()
+        return
+    ex.attach(dyno, conn, int((ctx.loop.time() - began) * 1000))
 
 
 async def _connect(ex: Exchange, dyno: DynoRoute) -> UpstreamConnection:

@@ -177,7 +177,7 @@ class Exchange:
         in_flight[app.name] = count + 1
         self._counted = True
         # Fast path: a running app and a warm connection to the chosen dyno.
-        if app.state is AppState.RUNNING and app.dynos:
+        if app.state is AppState.RUNNING and app.dynos and info.check is None:
             dyno = ctx.pick(app, _NOTHING_TRIED)
             conn = ctx.pool.take(dyno.key) if dyno is not None else None
             if conn is not None and dyno is not None:

@@ -48,6 +48,8 @@ class RequestInfo:
     upgrade_to: bytes = b""
     close: bool = False
     keep_alive: bool = False
+    # ``Dynod-Preboot-Check: TOKEN DYNO``: dynod asking one booting dyno.
+    check: bytes | None = None
 
 
 # Every request header line the router reads, replaces or drops, matched in the
@@ -57,7 +59,8 @@ class RequestInfo:
 _REQUEST_LINE_RE = re.compile(
     rb"\r\n(host|content-length|transfer-encoding|connection|expect|via"
     rb"|x-forwarded-for|x-forwarded-proto|x-forwarded-port|x-request-start"
-    rb"|x-request-id|keep-alive|te|trailer|upgrade|proxy-[^:\r]*):[ \t]*"
+    rb"|x-request-id|keep-alive|te|trailer|upgrade|proxy-[^:\r]*"
+    rb"|dynod-preboot-check):[ \t]*"
     rb"([^\r]*?)[ \t]*(?=\r\n)"
 )
 _OWS = b" \t"
@@ -111,6 +114,8 @@ def scan_request_head(head: bytes) -> RequestInfo:
         elif name == b"via":
             value = head[m.start(2) : m.end(2)]
             info.via = value if info.via is None else info.via + b", " + value
+        elif name == b"dynod-preboot-check":
+            info.check = head[m.start(2) : m.end(2)]
     if tokens:
         info.close = b"close" in tokens
         info.keep_alive = b"keep-alive" in tokens

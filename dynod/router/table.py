@@ -15,6 +15,12 @@ versioned::
 ``MAINTENANCE_PAGE_URL``): the router never fetches them, it serves a small
 page that links and refreshes to them.  Each must be an http(s) URL.
 
+``preboot`` (optional, same shape as ``dynos``) lists web dynos that listen
+but must pass the app's health check before they serve.  Only a request
+carrying ``Dynod-Preboot-Check: TOKEN NAME``, with the table's top-level
+``check_token``, reaches one of them: that is how dynod checks a new dyno
+through the router, with the app's own Host, before routing to it.
+
 A file that is not a JSON object with a ``version`` and an ``apps`` object is
 rejected as a whole (:class:`RouteTableError`).  Apps are validated one by one:
 a bad app entry, or one claiming a host another app already has, is dropped and
@@ -69,6 +75,15 @@ class AppRoute:
     dynos: tuple[DynoRoute, ...]
     # Page kind ("error", "maintenance") -> URL the client is sent on to.
     pages: Mapping[str, str] = field(default_factory=dict)
+    # Booting dynos only dynod's health checks reach.
+    preboot: tuple[DynoRoute, ...] = ()
+
+    def checked(self, name: str) -> DynoRoute | None:
+        """The dyno a health check names: booting or already serving."""
+        for dyno in (*self.preboot, *self.dynos):
+            if dyno.name == name:
+                return dyno
+        return None
 
 
 @dataclass(frozen=True)
@@ -78,6 +93,8 @@ class RouteTable:
     by_host: Mapping[str, AppRoute]
     # One sentence per app entry that was dropped, saying why.
     rejected: tuple[str, ...] = field(default=())
+    # What dynod's health checks carry; empty: no check is honoured.
+    check_token: bytes = b""
 
     def lookup(self, host: str) -> AppRoute | None:
         """The app answering on ``host`` (already lower-case, port stripped)."""
@@ -111,6 +128,11 @@ def parse_table(raw: bytes) -> RouteTable:
     apps_doc = doc.get("apps")
     if not isinstance(apps_doc, dict):
         raise RouteTableError("The route table's 'apps' must be a JSON object.")
+    token = doc.get("check_token", "")
+    if not isinstance(token, str) or not _TOKEN.fullmatch(token):
+        raise RouteTableError(
+            "The route table's check_token must be a string of letters and digits."
+        )
 
     # Each app stands or falls on its own.
     apps: dict[str, AppRoute] = {}
@@ -131,7 +153,7 @@ def parse_table(raw: bytes) -> RouteTable:
             continue
         apps[name] = app
         by_host.update(dict.fromkeys(app.hosts, app))
-    return RouteTable(version, apps, by_host, tuple(rejected))
+    return RouteTable(version, apps, by_host, tuple(rejected), token.encode())
 
 
 def _parse_app(name: str, entry: Any) -> AppRoute:
@@ -154,8 +176,13 @@ def _parse_app(name: str, entry: Any) -> AppRoute:
     if not isinstance(dynos_doc, list):
         raise ValueError(f"App {name!r} has dynos that are not a list; dropped.")
     dynos = tuple(_parse_dyno(name, d) for d in dynos_doc)
+    preboot_doc = entry.get("preboot", [])
+    if not isinstance(preboot_doc, list):
+        raise ValueError(f"App {name!r} has preboot that is not a list; dropped.")
+    preboot = tuple(_parse_dyno(name, d) for d in preboot_doc)
     pages = _parse_pages(name, entry.get("pages", {}))
-    return AppRoute(name, tuple(h.lower() for h in hosts), state, dynos, pages)
+    lowered = tuple(h.lower() for h in hosts)
+    return AppRoute(name, lowered, state, dynos, pages, preboot)
 
 
 def _parse_pages(app: str, doc: Any) -> dict[str, str]:
@@ -173,6 +200,7 @@ def _parse_pages(app: str, doc: Any) -> dict[str, str]:
 
 
 PAGE_KINDS = ("error", "maintenance")
+_TOKEN = re.compile(r"[A-Za-z0-9]{0,128}")
 # An absolute http(s) URL of visible characters, at most 2048 of them.
 _URL = re.compile(r"https?://[!-~]{1,2040}\Z")
 

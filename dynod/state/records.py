@@ -20,10 +20,18 @@ class BuildStatus(enum.StrEnum):
 
 @dataclass(frozen=True)
 class AppSettings:
-    """Per-app runtime settings (``apps:settings``), in seconds."""
+    """Per-app runtime settings (``apps:settings``)."""
 
+    # Seconds a web dyno has to listen on $PORT (and pass its health check).
     boot_timeout: float = 60.0
+    # Seconds between SIGTERM and SIGKILL.
     stop_timeout: float = 30.0
+    # A path a new web dyno must answer with 2xx or 3xx, through the router,
+    # before it serves; "" for none (listening on $PORT is enough).
+    health_path: str = ""
+    # How many dynos of each non-web type a rollout replaces at a time, each
+    # new one started before its old one stops; 0 replaces all at once.
+    worker_surge: int = 0
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,11 @@ class LoadLoop:
         with self._lock:
             return self._result.requests, len(self._result.failures)
 
+    def bodies(self) -> dict[str, int]:
+        """Responses per body so far."""
+        with self._lock:
+            return dict(self._result.bodies)
+
     def _record(self, failure: str | None, body: str | None = None) -> None:
         with self._lock:
             self._result.requests += 1

@@ -125,35 +125,51 @@ def apps_destroy(s: Session, name: str | None, confirm: str | None) -> None:
 
 @command("apps:settings")
 def apps_settings(s: Session) -> None:
-    """Show an app's runtime settings, in seconds.
+    """Show an app's runtime settings.
 
-    boot_timeout is how long a web dyno may take to listen on $PORT (R10 after
-    it); stop_timeout is how long dynos get between SIGTERM and SIGKILL.
+    \b
+    boot_timeout  seconds a web dyno has to listen on $PORT, and to pass
+                  its health check if there is one (R10 after it)
+    stop_timeout  seconds dynos get between SIGTERM and SIGKILL (R12)
+    health_path   a path new web dynos must answer with 2xx or 3xx, asked
+                  through the router with the app's own Host, before they
+                  serve and the dynos they replace stop; empty for none
+    worker_surge  dynos of each non-web type a rollout replaces at a time,
+                  each new one started before its old one stops; 0 replaces
+                  them all at once
 
     \b
     Example:
       $ dynoctl apps:settings -a hello
       boot_timeout: 60
       stop_timeout: 30
+      health_path:
+      worker_surge: 0
     """
     settings = s.client.request("GET", s.path("settings"))
     if s.out.as_json:
         s.out.json(settings)
         return
-    s.out.lines(render_pairs({k: str(v) for k, v in settings.items()}))
+    s.out.lines(render_pairs({k: _setting(v) for k, v in settings.items()}))
 
 
 @command("apps:settings:set")
 @click.argument("settings", nargs=-1, required=True)
 def apps_settings_set(s: Session, settings: tuple[str, ...]) -> None:
-    """Change runtime settings: boot_timeout=SECONDS stop_timeout=SECONDS.
+    """Change runtime settings (see apps:settings for what each means).
+
+    Takes boot_timeout=SECONDS, stop_timeout=SECONDS, health_path=/PATH
+    (health_path= removes it) and worker_surge=N; settings not named keep
+    their values.  They apply to dynos started from then on.
 
     \b
     Example:
-      $ dynoctl apps:settings:set boot_timeout=120 -a hello
+      $ dynoctl apps:settings:set boot_timeout=120 health_path=/up -a hello
       Updating settings of ⬢ hello... done
       boot_timeout: 120
       stop_timeout: 30
+      health_path:  /up
+      worker_surge: 0
     """
     changes = parse_settings(settings)
     with s.out.action(f"Updating settings of {s.mark}"):
@@ -161,7 +177,14 @@ def apps_settings_set(s: Session, settings: tuple[str, ...]) -> None:
     if s.out.as_json:
         s.out.json(result)
         return
-    s.out.lines(render_pairs({k: str(v) for k, v in result.items()}))
+    s.out.lines(render_pairs({k: _setting(v) for k, v in result.items()}))
+
+
+def _setting(value: object) -> str:
+    """A setting as the user wrote it: 60 rather than 60.0."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 COMMANDS = [

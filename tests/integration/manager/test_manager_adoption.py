@@ -7,6 +7,7 @@ and they are still managed: logs flow, a crash restarts, scale and stop work.
 
 from __future__ import annotations
 
+import shutil
 import signal
 import time
 
@@ -90,3 +91,43 @@ def test_kill_9_of_dynod_keeps_dynos_and_adopts_them(dynod: Daemon) -> None:
     _wait(dynod, lambda: sorted(_ps(dynod)) == ["web.1"], "scale down")
     assert _ps(dynod)["web.1"]["id"] == before["web.1"]
     dynod.wait_for(APP, "/", "Hello from web.1")
+
+
+def test_after_a_host_reboot_the_formation_starts_again(dynod: Daemon) -> None:
+    app = "rebooted"
+    dynod.ctl("apps:create", app)
+    try:
+        dynod.ctl("deploy", "-a", app, str(EXAMPLE_APP))
+        dynod.ctl("config:set", "-a", app, "GREETING=still-here")
+        dynod.ctl("ps:scale", "-a", app, "web=2", "worker=1")
+
+        def ps() -> dict[str, dict[str, object]]:
+            return {x["name"]: x for x in dynod.ctl_json("ps", "-a", app)}
+
+        def all_up() -> bool:
+            dynos = ps()
+            return len(dynos) == 3 and all(x["state"] == "up" for x in dynos.values())
+
+        _wait(dynod, all_up, "web=2 worker=1 up")
+        before = {x["id"] for x in ps().values()}
+
+        # What a reboot leaves: no process, no cgroup, no netns, link, rule or
+        # run file of the instance, only the state directory (its dyno
+        # records now name dynos that no longer exist).
+        assert dynod.proc is not None
+        dynod.proc.send_signal(signal.SIGKILL)
+        dynod.proc.wait(10)
+        dynod.proc = None
+        dynod.destroy()
+        shutil.rmtree(dynod.run_dir)
+        assert list((dynod.state_dir / "dynos").iterdir())
+
+        dynod.start()
+        _wait(dynod, all_up, "the formation after the reboot")
+        assert not {x["id"] for x in ps().values()} & before
+        assert "still-here" in dynod.wait_for(app, "/", "Hello from web.")
+        # The records of the dynos the reboot ended are gone.
+        records = {p.stem for p in (dynod.state_dir / "dynos").iterdir()}
+        assert not records & before
+    finally:
+        dynod.ctl("apps:destroy", app, "--confirm", app, check=False)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import socket
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from router_harness import Backend, Router, app, backends, echo, router
@@ -224,3 +226,49 @@ def test_head_response_has_no_body_and_connection_stays_usable(
     conn.request("GET", "/echo", headers={"Host": "hd.localhost"})
     assert echo(conn.getresponse().read())["method"] == "GET"
     conn.close()
+
+
+def test_health_checks_reach_preboot_dynos_only_with_the_token(
+    router: Router, backends: Callable[[str], Backend]
+) -> None:
+    serving, booting, waiting = backends("serving"), backends("booting"), backends("w")
+    token = "0123456789abcdef0123456789abcdef"
+    apps = {
+        "live": {
+            **app(["live.localhost"], dynos=[serving.dyno("web.1")]),
+            "preboot": [booting.dyno("web.2")],
+        },
+        "new": {
+            **app(["new.localhost"], "booting"),
+            "preboot": [waiting.dyno("web.1")],
+        },
+    }
+    table = {"version": 1, "check_token": token, "apps": apps}
+    router.write_routes({}, raw=json.dumps(table).encode())
+    router.start()
+
+    def ask(host: str, value: str | None) -> tuple[int, dict[str, Any]]:
+        headers = {} if value is None else {"Dynod-Preboot-Check": value}
+        status, _, body = router.get(host, "/health", headers=headers)
+        return status, echo(body) if status == 200 else {}
+
+    # Ordinary requests, and checks without the token, never reach it.
+    for value in (None, "wrong web.2", f"{token}x web.2"):
+        for _ in range(5):
+            status, seen = ask("live.localhost", value)
+            assert (status, seen["backend"]) == (200, "serving")
+            relayed = {k.lower() for k, _ in seen["headers"]}
+            assert "dynod-preboot-check" not in relayed
+
+    # With the token: the named dyno, booting or serving, and nothing else.
+    for name, backend in (("web.2", "booting"), ("web.1", "serving")):
+        for _ in range(5):
+            status, seen = ask("live.localhost", f"{token} {name}")
+            assert (status, seen["backend"]) == (200, backend)
+            assert "dynod-preboot-check" not in {k.lower() for k, _ in seen["headers"]}
+
+    # An app still booting answers a check at once rather than holding it.
+    started = time.monotonic()
+    status, seen = ask("new.localhost", f"{token} web.1")
+    assert (status, seen["backend"]) == (200, "w")
+    assert time.monotonic() - started < 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from cli_fakeapi import Dynoctl, FakeApi
 
 APP = {
@@ -134,10 +135,37 @@ def test_settings_show_and_set(fake: FakeApi, dynoctl: Dynoctl) -> None:
     assert fake.sent("PATCH")[0].json() == {"boot_timeout": 120, "stop_timeout": 5}
 
 
-def test_bad_setting_is_usage_error_before_any_request(
+def test_health_path_and_worker_surge_are_set_and_shown(
     fake: FakeApi, dynoctl: Dynoctl
 ) -> None:
-    result = dynoctl("apps:settings:set", "boot_timeout=soon")
+    settings = {
+        "boot_timeout": 60.0,
+        "stop_timeout": 30.0,
+        "health_path": "/up",
+        "worker_surge": 2,
+    }
+    fake.reply("PATCH", "/apps/hello/settings", settings)
+    changed = dynoctl("apps:settings:set", "health_path=/up", "worker_surge=2")
+    assert changed.exit_code == 0
+    assert changed.stdout == (
+        "boot_timeout: 60\nstop_timeout: 30\nhealth_path:  /up\nworker_surge: 2\n"
+    )
+    assert fake.sent("PATCH")[0].json() == {"health_path": "/up", "worker_surge": 2}
+    fake.reply("PATCH", "/apps/hello/settings", {**settings, "health_path": ""})
+    cleared = dynoctl("apps:settings:set", "health_path=")
+    assert "health_path:\n" in cleared.stdout
+    assert fake.sent("PATCH")[1].json() == {"health_path": ""}
+
+
+@pytest.mark.parametrize(
+    "arg",
+    ["boot_timeout=soon", "stop_timeout=0", "health_path=up", "worker_surge=-1",
+     "worker_surge=two", "surge=1"],
+)  # fmt: skip
+def test_bad_setting_is_usage_error_before_any_request(
+    fake: FakeApi, dynoctl: Dynoctl, arg: str
+) -> None:
+    result = dynoctl("apps:settings:set", arg)
     assert result.exit_code == 2
-    assert "'boot_timeout=soon'" in result.stderr
+    assert repr(arg) in result.stderr
     assert fake.sent() == []

@@ -1,7 +1,8 @@
 import pytest
 
 from dynod import validation
-from dynod.errors import InvalidConfig, InvalidFormation, InvalidName
+from dynod.errors import InvalidConfig, InvalidFormation, InvalidName, UserInputError
+from dynod.state.records import AppSettings
 
 
 @pytest.mark.parametrize("name", ["abc", "my-app-2", "a" * 30])
@@ -48,3 +49,33 @@ def test_sizes_and_quantities() -> None:
     for bad in (-1, 101, "3", True, 1.5):
         with pytest.raises(InvalidFormation):
             validation.quantity(bad)
+
+
+def test_settings_changes_apply_to_the_current_settings() -> None:
+    current = AppSettings(boot_timeout=90)
+    new = validation.settings_changes(
+        {"health_path": "/up?full=1", "worker_surge": 3}, current
+    )
+    assert new == AppSettings(boot_timeout=90, health_path="/up?full=1", worker_surge=3)
+    cleared = validation.settings_changes({"health_path": ""}, new)
+    assert cleared.health_path == ""
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ([], "JSON object"),
+        ({}, "JSON object"),
+        ({"boot": 5}, "Unknown settings boot"),
+        ({"boot_timeout": 0}, "from 1 to 3600"),
+        ({"stop_timeout": True}, "from 1 to 3600"),
+        ({"worker_surge": 1.5}, "whole number"),
+        ({"worker_surge": 101}, "whole number"),
+        ({"health_path": "health"}, "starting with '/'"),
+        ({"health_path": "/a b"}, "starting with '/'"),
+        ({"health_path": 5}, "starting with '/'"),
+    ],
+)
+def test_settings_changes_rejected(changes: object, message: str) -> None:
+    with pytest.raises(UserInputError, match=message):
+        validation.settings_changes(changes, AppSettings())

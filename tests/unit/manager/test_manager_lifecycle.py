@@ -7,156 +7,20 @@ and every deadline is checked on both of its sides.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 
 import pytest
 
 from dynod.api.views import dyno_view
-from dynod.config import Config
-from dynod.logs.hub import LogHub
-from dynod.logs.store import LogStore
-from dynod.manager.clock import FakeClock
-from dynod.manager.dynos import Dyno
 from dynod.manager.manager import Manager
 from dynod.manager.memory import CHECK_INTERVAL
 from dynod.manager.routes import RoutePublisher
 from dynod.manager.states import BACKOFF_CAP, CYCLE_BASE, CYCLE_JITTER, DynoState
-from dynod.runtime.agent import AgentListener, DynoExit, DynoHandle, DynoStats
+from dynod.runtime.agent import DynoHandle
 from dynod.runtime.spec import MB, DynoSpec
 from dynod.state import features
-from dynod.state.db import Store
-from dynod.state.records import AppSettings, FormationEntry, ReleaseStatus
-
-
-class FakeAgent:
-    """Dynos as data: tests decide when they listen, exit or eat memory."""
-
-    def __init__(self, listener: AgentListener) -> None:
-        self.listener = listener
-        self.running: dict[str, DynoSpec] = {}
-        self.started: list[DynoSpec] = []
-        self.deaf: set[str] = set()  # never listen on $PORT
-        self.stubborn: set[str] = set()  # ignore SIGTERM
-        self.terminated: set[str] = set()
-        self.memory: dict[str, tuple[int, int]] = {}  # usage, oom kills
-        self.handles: list[DynoHandle] = []
-        self._exits: dict[str, asyncio.Future[DynoExit]] = {}
-
-    async def start(self, spec: DynoSpec) -> DynoHandle:
-        self.running[spec.dyno_id] = spec
-        self.started.append(spec)
-        self._exits[spec.dyno_id] = asyncio.get_running_loop().create_future()
-        return DynoHandle(spec.dyno_id, spec.app, spec.name, 1, "10.0.0.2", 0.0)
-
-    def exit(self, dyno_id: str, status: int, oom: bool = False) -> None:
-        del self.running[dyno_id]
-        event = DynoExit(dyno_id, status, oom)
-        self._exits[dyno_id].set_result(event)
-        self.listener.on_exit(event)
-
-    def by_name(self, name: str) -> str:
-        (found,) = [i for i, s in self.running.items() if s.name == name]
-        return found
-
-    async def stop(self, dyno_id: str, timeout: float) -> bool:
-        if dyno_id not in self.running:
-            return False
-        self.terminated.add(dyno_id)
-        if dyno_id not in self.stubborn:
-            self.exit(dyno_id, 143)
-        await self._exits[dyno_id]
-        return False
-
-    async def kill(self, dyno_id: str) -> None:
-        if dyno_id in self.running:
-            self.exit(dyno_id, 137)
-
-    async def wait(self, dyno_id: str) -> DynoExit:
-        return await self._exits[dyno_id]
-
-    async def list(self) -> list[DynoHandle]:
-        return self.handles
-
-    async def is_listening(self, dyno_id: str, port: int) -> bool:
-        return dyno_id in self.running and dyno_id not in self.deaf
-
-    async def stats(self, dyno_id: str) -> DynoStats:
-        usage, ooms = self.memory.get(dyno_id, (10 * MB, 0))
-        return DynoStats(usage, 1024 * MB, 1, 0.0, ooms)
-
-    async def close(self) -> None:
-        pass
-
-    async def destroy(self) -> None:
-        pass
-
-
-@dataclass
-class World:
-    manager: Manager
-    agent: FakeAgent
-    store: Store
-    clock: FakeClock
-
-    def lines(self) -> list[str]:
-        app = self.store.app("demo")
-        return self.manager.hub.recent(app.id, 1500)
-
-    def dynos(self) -> dict[str, Dyno]:
-        return {d.name: d for d in self.manager.dynos.values() if not d.replaced}
-
-    def deploy(self, web: int = 1, worker: int = 0) -> None:
-        try:
-            app = self.store.app("demo")
-        except Exception:
-            app = self.store.create_app("demo")
-        release = self.store.create_release(
-            app,
-            description="Deploy",
-            slug_digest="d1",
-            config={},
-            process_types={"web": "python3 app.py", "worker": "python3 w.py"},
-            user="root",
-            status=ReleaseStatus.SUCCEEDED,
-        )
-        self.store.set_formation(
-            app,
-            [
-                FormationEntry("web", web, "standard-1x"),
-                FormationEntry("worker", worker, "standard-1x"),
-            ],
-        )
-        self.store.update_app("demo", current_release=release.version)
-
-    async def converge(self) -> None:
-        await self.manager.reconcile("demo")
-        await self.clock.advance(0.1)
-
-
-@pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
-    config = Config(state_dir=tmp_path, run_dir=tmp_path)
-    store = Store(tmp_path / "db")
-    hub = LogHub(LogStore(tmp_path / "logs", 1 << 20))
-    clock = FakeClock()
-
-    async def slug_dir(digest: str, uid: int, gid: int) -> Path:
-        return tmp_path / digest
-
-    manager = Manager(
-        config, store, hub, RoutePublisher(tmp_path), tmp_path, slug_dir, clock
-    )
-    agent = FakeAgent(manager)
-    manager.agent = agent
-    # As after adoption in the daemon: the memory check runs from the start.
-    manager.watch_memory()
-    yield World(manager, agent, store, clock)
-    await manager.close()
-    hub.close()
-    store.close()
+from dynod.state.records import AppSettings
+from tests.unit.manager.fakes import World
 
 
 async def test_backoff_schedule_first_at_once_then_doubling_to_cap(
@@ -454,9 +318,20 @@ async def test_adoption_resumes_watching(world: World) -> None:
     ]
     new.agent = world.agent
     world.manager = new
+    # The backlog of a dyno's pipe arrives as the agent opens, before adopt();
+    # it is kept for the dyno rather than dropped as unknown.
+    web = world.agent.by_name("web.1")
+    new.on_output(web, "stdout", b"written while no daemon ran")
+    new.on_output("no-such-dyno", "stdout", b"never claimed")
     await new.adopt()
     assert sorted(d.name for d in new.dynos.values()) == ["web.1", "worker.1"]
     assert all(d.state is DynoState.UP for d in new.dynos.values())
+    await world.clock.advance(0.1)
+    assert [x for x in world.lines() if "app[web.1]" in x][-1].endswith(
+        "app[web.1]: written while no daemon ran"
+    )
+    assert not any("never claimed" in x for x in world.lines())
+    assert new._unclaimed is None
 
     # Still managed: a crash restarts, a scale-down stops.
     world.agent.exit(world.agent.by_name("worker.1"), 1)

@@ -82,6 +82,13 @@ def test_router_headers_are_set_and_hop_by_hop_ones_dropped() -> None:
     assert head.endswith(b"\r\n\r\n")
 
 
+def test_health_check_header_is_read_and_never_relayed() -> None:
+    headers = [(b"Host", b"a.localhost"), (b"Dynod-Preboot-Check", b"tok web.1")]
+    assert scan_request(headers).check == b"tok web.1"
+    assert b"preboot" not in _head(headers).lower()
+    assert scan_request([(b"Host", b"a.localhost")]).check is None
+
+
 def test_host_is_normalised_for_routing() -> None:
     assert scan_request([(b"Host", b"App.Localhost:8080")]).host == "app.localhost"
     assert scan_request([(b"host", b"a.test")]).host == "a.test"

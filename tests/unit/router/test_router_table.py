@@ -57,6 +57,8 @@ def test_an_unusable_document_is_rejected_whole(raw: bytes) -> None:
         {**GOOD, "dynos": [{"name": "web.1", "addr": "10.0.0.1", "port": 0}]},
         {**GOOD, "dynos": [{"name": "web.1", "addr": "10.0.0.1", "port": True}]},
         {**GOOD, "dynos": [{"addr": "10.0.0.1", "port": 5000}]},
+        {**GOOD, "preboot": {"name": "web.2"}},
+        {**GOOD, "preboot": [{"name": "web.2", "addr": "x", "port": 5000}]},
     ],
 )
 def test_a_bad_app_entry_drops_only_that_app(entry: Any) -> None:
@@ -64,6 +66,27 @@ def test_a_bad_app_entry_drops_only_that_app(entry: Any) -> None:
     table = parse_table(_doc({"bad": entry, "other": other}))
     assert list(table.apps) == ["other"]
     assert len(table.rejected) == 1 and "'bad'" in table.rejected[0]
+
+
+def test_preboot_dynos_are_found_only_by_name_for_checks() -> None:
+    entry = {**GOOD, "preboot": [{"name": "web.2", "addr": "10.0.0.9", "port": 80}]}
+    raw = json.dumps({"version": 1, "check_token": "abc123", "apps": {"a": entry}})
+    table = parse_table(raw.encode())
+    app = table.lookup("myapp.localhost")
+    assert app is not None and table.check_token == b"abc123"
+    assert [d.name for d in app.dynos] == ["web.1"]
+    found = app.checked("web.2")
+    assert found is not None and found.key == ("10.0.0.9", 80)
+    assert app.checked("web.1") is app.dynos[0]
+    assert app.checked("web.3") is None
+    assert parse_table(_doc({"a": GOOD})).check_token == b""
+
+
+@pytest.mark.parametrize("token", [7, "with space", "x" * 129])
+def test_a_bad_check_token_rejects_the_table(token: Any) -> None:
+    raw = json.dumps({"version": 1, "check_token": token, "apps": {}})
+    with pytest.raises(RouteTableError):
+        parse_table(raw.encode())
 
 
 def test_a_host_claimed_twice_keeps_the_first_app() -> None:
