@@ -283,7 +283,26 @@ def _set_stdio(stdio: Stdio, uid: int, gid: int) -> None:
     os.dup2(stdin, 0)
     os.dup2(stdio.stdout, 1)
     os.dup2(stdio.stderr, 2)
+    if stdio.stdin is None:
+        _hold_log_pipes()
     os.setsid()
+
+
+def _hold_log_pipes() -> None:
+    """Reopen stdout and stderr read-write, so the dyno is a reader of its own
+    log pipes.
+
+    A pipe whose last reader closes makes every write fail with EPIPE (and
+    SIGPIPE).  The spawner keeps a read end while dynod is down, but if the
+    spawner dies too, a dyno that logs a line before the next daemon adopts
+    it would die of it.  As its own reader it cannot: its lines wait in the
+    pipe (and a full pipe blocks the writer) until the next daemon reads them
+    through /proc.
+    """
+    for fd in (1, 2):
+        both = os.open(f"/proc/self/fd/{fd}", os.O_RDWR)
+        os.dup2(both, fd)
+        os.close(both)
 
 
 def _open_terminal(channel: int, uid: int, gid: int) -> None:

@@ -6,8 +6,9 @@ at a time and, because the launcher is already imported, starts a dyno with two
 forks instead of a cold interpreter.  As a child subreaper it inherits every
 dyno's PID 1, reaps it and reports its status.  It keeps a copy of each dyno's
 stdout/stderr read ends, so the dyno's writes never meet a closed pipe while no
-agent is connected; a reconnecting agent gets the list of dynos and fresh
-copies of those fds.  It lives in a session of its own, so it outlives dynod.
+agent is connected (should the spawner die too, each dyno is a reader of its
+own pipes: see the launcher); a reconnecting agent gets the list of dynos and
+fresh copies of those fds.  It lives in a session of its own, so it outlives dynod.
 
 Requests (each with a ``seq``; replies repeat it):
 
@@ -29,6 +30,7 @@ Event: ``{"op": "exit", "id": ..., "status": ...}`` when a dyno's PID 1 is reape
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import selectors
 import signal
@@ -46,6 +48,8 @@ from dynod.runtime.launcher import Stdio, launch
 from dynod.runtime.plan import LaunchPlan
 
 SOCKET_NAME = "spawner.sock"
+# The log pipes' buffer: about 10,000 lines of 100 bytes.
+LOG_PIPE_BYTES = 1024 * 1024
 SCRATCH_NAME = "dyno-root"
 
 
@@ -187,6 +191,9 @@ class Spawner:
             out_r, out_w = os.pipe()
             err_r, err_w = os.pipe()
             keep = [out_r, err_r]
+            # Room for the lines a dyno logs while no daemon reads them.
+            for fd in (out_w, err_w):
+                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, LOG_PIPE_BYTES)
             stdio = Stdio(None, out_w, err_w)
         try:
             launched = launch(plan, stdio, str(self.scratch))

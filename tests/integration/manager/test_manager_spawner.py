@@ -115,10 +115,27 @@ def test_spawner_death_keeps_dynos_managed(dynod: Daemon) -> None:
     dynod.proc = None
     spawner.send_signal(signal.SIGKILL)
     spawner.wait(10)
+    # Meanwhile the router serves on, and the web dyno logs every request
+    # with no reader but itself: it must live, and its lines must wait.
+    marker = f"unread-{time.monotonic_ns()}"
+    for i in range(50):
+        assert dynod.get(APP, f"/{marker}/{i}")[0] == 404
     dynod.start()
     _wait(dynod, lambda: _all_up(dynod, ["web.1", "worker.1", "worker.2"]), "adopt")
     assert {n: x["id"] for n, x in _ps(dynod).items()} == kept
     dynod.wait_for(APP, "/", "Hello from web.1")
+    after = f"read-again-{time.monotonic_ns()}"
+    assert dynod.get(APP, f"/{after}")[0] == 404
+    _wait(
+        dynod,
+        lambda: f"/{after}" in dynod.ctl("logs", "-a", APP, "-s", "app").stdout,
+        "an adopted orphan's output read again",
+    )
+    _wait(
+        dynod,
+        lambda: f"/{marker}/49" in dynod.ctl("logs", "-a", APP, "-s", "app").stdout,
+        "the lines logged while no daemon ran",
+    )
 
     # Output of an adopted dyno is read again from its reopened pipes.
     marker = f"reopened-{time.monotonic_ns()}"

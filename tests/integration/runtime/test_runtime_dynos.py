@@ -371,9 +371,11 @@ async def test_runtime_attached_one_off_with_tty(
         assert f"is-a-tty name=/dev/pts/0 owner={base.uid} end".encode() in seen
         os.write(handle.attach_fd, b"there\n")
         assert b"got there" in await _read_until(handle.attach_fd, b"got there")
+        # Closing the terminal first would hang it up under a shell still
+        # exiting (SIGHUP, 129): wait for the exit with the terminal open.
+        assert (await agent.wait(base.dyno_id)).status == 0
     finally:
         os.close(handle.attach_fd)
-    assert (await agent.wait(base.dyno_id)).status == 0
 
 
 @pytest.mark.asyncio
