@@ -9,12 +9,12 @@ never touches the kernel: it asks its :class:`~dynod.runtime.agent.Agent`.
 Rollouts start new web dynos first (the ``preboot`` feature, on by default):
 the old dyno leaves the route table only once its replacement is up (listens
 on ``$PORT`` and, if the app has a ``health_path``, answers it through the
-router), every router worker has loaded the table without it, and requests
-in flight have had :data:`DRAIN_GRACE` to finish; only then does it get
-SIGTERM.  A replacement that crashes instead leaves the old dyno serving.
-Other process types (and web with preboot off) start the new dyno as the old
-one gets SIGTERM, all at once or ``worker_surge`` at a time.  Releases,
-``ps:restart`` and daily cycling all take this one path.
+router), every router worker has loaded the table without it, and the
+requests in flight on it have finished (at most :data:`DRAIN_TIMEOUT`); only
+then does it get SIGTERM.  A replacement that crashes instead leaves the old
+dyno serving.  Other process types (and web with preboot off) start the new
+dyno as the old one gets SIGTERM, all at once or ``worker_surge`` at a time.
+Releases, ``ps:restart`` and daily cycling all take this one path.
 
 Every timer (crash back-off, boot timeout, stop grace, cycling, one-off
 time-to-live, the memory check) runs on :attr:`Manager.clock`, which tests
@@ -67,9 +67,14 @@ HEALTH_POLL = 0.25
 SUCCESSOR_POLL = 0.5
 # Lines per dyno kept from before adoption: what a full log pipe holds.
 UNCLAIMED_LINES = 20_000
-# Time requests in flight on a dyno that left the route table get to finish
-# before it is sent SIGTERM.
-DRAIN_GRACE = 0.3
+# A web dyno out of the route table is sent SIGTERM once no request is in
+# flight on it: looked at after DRAIN_GRACE (connections the router was
+# opening as the table changed have landed), then every DRAIN_POLL, for at
+# most DRAIN_TIMEOUT (Heroku's 30 s request timeout; a WebSocket or a longer
+# stream is cut then).
+DRAIN_GRACE = 0.05
+DRAIN_POLL = 0.05
+DRAIN_TIMEOUT = 30.0
 # The agent's own SIGKILL deadline trails the manager's stop grace by this much:
 # it only acts if the manager's timer could not.
 STOP_BACKSTOP = 5.0
@@ -359,10 +364,27 @@ class Manager:
             old.draining = True
             self.publish_routes()
             # Once every router worker serves a table without the old dyno, no
-            # new request reaches it; the grace lets requests in flight finish.
+            # new request reaches it; those in flight are let finish.
             await self.routes.wait_acknowledged(self.routes.version)
-            await self.clock.sleep(DRAIN_GRACE)
+            await self._drain(old)
         await self._stop(old, app)
+
+    async def _drain(self, dyno: Dyno) -> None:
+        """Return once no request is in flight on a web dyno out of the table.
+
+        Router workers close their idle pooled connections to a dyno they no
+        longer route to, and a busy one as soon as its response is done, so
+        the established connections to the dyno's ``$PORT`` (counted by the
+        kernel, in the dyno's network namespace) are its requests in flight.
+        """
+        assert self.agent is not None and dyno.port is not None
+        await self.clock.sleep(DRAIN_GRACE)
+        deadline = self.clock.monotonic() + DRAIN_TIMEOUT
+        while await self.agent.connections(dyno.dyno_id, dyno.port):
+            if self.clock.monotonic() >= deadline:
+                log.info("drain timed out", dyno=dyno.name, app=dyno.app_name)
+                return
+            await self.clock.sleep(DRAIN_POLL)
 
     async def _await_successor(self, old: Dyno) -> None:
         """Return once a dyno of ``old``'s name is up, or none is coming.

@@ -101,6 +101,9 @@ class Agent(Protocol):
     async def is_listening(self, dyno_id: str, port: int) -> bool:
         """True when some process in the dyno listens on TCP ``port``."""
 
+    async def connections(self, dyno_id: str, port: int) -> int:
+        """Established TCP connections to the dyno's ``port``; 0 once it is gone."""
+
     async def stats(self, dyno_id: str) -> DynoStats:
         """Resource use from the dyno's cgroups."""
 

@@ -44,7 +44,7 @@ from dynod.runtime.network import AddressPool, DynoNetwork, veth_name
 from dynod.runtime.orphans import RecordFiles, reopen_output, watch_exit
 from dynod.runtime.output import OutputReader
 from dynod.runtime.plan import LaunchPlan
-from dynod.runtime.probe import listening
+from dynod.runtime.probe import connected, listening
 from dynod.runtime.spawner import SCRATCH_NAME
 from dynod.runtime.spawnerclient import SpawnerClient, connect_spawner
 from dynod.runtime.spec import DynoSpec
@@ -335,6 +335,10 @@ class LocalAgent:
     async def is_listening(self, dyno_id: str, port: int) -> bool:
         dyno = self._dynos.get(dyno_id)
         return dyno is not None and listening(dyno.handle.pid, port)
+
+    async def connections(self, dyno_id: str, port: int) -> int:
+        dyno = self._dynos.get(dyno_id)
+        return 0 if dyno is None else connected(dyno.handle.pid, port)
 
     async def stats(self, dyno_id: str) -> DynoStats:
         if dyno_id not in self._dynos:

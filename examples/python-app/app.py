@@ -4,6 +4,7 @@ Routes:
   /           "Hello from <DYNO> of <app> (release v<N>)", plus $GREETING if set
   /env/<KEY>  the value of one config var (404 if unset)
   /whoami     JSON: uid, hostname, and the pids visible in /proc
+  /sleep/<S>  answers after S seconds (at most 60), like a slow request
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -44,6 +46,17 @@ class Handler(BaseHTTPRequestHandler):
                 self.send_text(404, "not set\n")
             else:
                 self.send_text(200, value)
+        elif self.path.startswith("/sleep/"):
+            try:
+                seconds = min(float(self.path.removeprefix("/sleep/")), 60.0)
+            except ValueError:
+                self.send_text(400, "use /sleep/SECONDS\n")
+                return
+            time.sleep(seconds)
+            dyno = os.environ.get("DYNO", "?")
+            self.send_text(
+                200, f"Slept {seconds:g}s on {dyno} (release v{release_version()})\n"
+            )
         elif self.path == "/whoami":
             pids = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
             info = {"uid": os.getuid(), "hostname": socket.gethostname(), "pids": pids}

@@ -8,6 +8,7 @@ socket error counts as a failure, and the test wants none.
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -49,12 +50,12 @@ def _under_load(d: Daemon, action: Callable[[], None], expect: str) -> LoadResul
         action()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if any(expect in body for body in dict(load._result.bodies)):
+            if any(expect in body for body in load.bodies()):
                 break
             time.sleep(0.05)
         # Past the switch: the old dynos are draining and stopping now.
         time.sleep(2.0)
-    result = load._result
+    result = load.stop()
     assert result.requests > 200, f"too little load: {result.requests} requests"
     return result
 
@@ -121,7 +122,37 @@ def test_restart_loses_no_request(deployed: Daemon) -> None:
                 break
             time.sleep(0.1)
         time.sleep(2.0)
-    result = load._result
+    result = load.stop()
     assert result.requests > 200
     _assert_clean(deployed, result, "ps:restart")
     assert not {d["id"] for d in _wait_all_up(deployed)} & before
+
+
+def test_requests_in_flight_on_old_dynos_finish_before_sigterm(
+    deployed: Daemon,
+) -> None:
+    # The example app ends at once on SIGTERM, so a slow request still on an
+    # old dyno when it is stopped would fail.
+    version = deployed.ctl_json("releases", "-a", APP)[0]["version"]
+    answers: list[tuple[int, str]] = []
+
+    def slow() -> None:
+        answers.append(deployed.get(APP, "/sleep/3", timeout=30))
+
+    threads = [threading.Thread(target=slow) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    deployed.ctl("config:set", "-a", APP, "GREETING=patient")
+    # The new release serves while the slow requests are still running.
+    deployed.wait_for(APP, "/", f"(release v{version + 1})")
+    assert time.monotonic() - started < 2.5
+    for t in threads:
+        t.join(30)
+    assert [status for status, _ in answers] == [200] * 4, answers
+    assert all(
+        a.startswith("Slept 3s on web.") and f"(release v{version})" in a
+        for _, a in answers
+    ), answers
+    _wait_all_up(deployed)

@@ -12,7 +12,6 @@ import pytest
 from dynod.config import Config
 from dynod.logs.hub import LogHub
 from dynod.logs.store import LogStore
-from dynod.manager import manager as manager_mod
 from dynod.manager.manager import Manager
 from dynod.manager.routes import RoutePublisher
 from dynod.manager.states import DynoState, backoff_delay
@@ -57,6 +56,9 @@ class FakeAgent:
 
     async def is_listening(self, dyno_id: str, port: int) -> bool:
         return dyno_id in self.listening or self.running[dyno_id].name != "never"
+
+    async def connections(self, dyno_id: str, port: int) -> int:
+        return 0
 
     async def stats(self, dyno_id: str) -> DynoStats:
         return DynoStats(1, 2, 1, 0.0)
@@ -161,7 +163,6 @@ async def test_crash_restarts_at_once_then_backs_off(world) -> None:  # type: ig
 
 async def test_scale_down_and_new_release_rolls(world) -> None:  # type: ignore[no-untyped-def]
     manager, agent, store = world
-    manager_mod.DRAIN_GRACE = 0.01
     deploy(store, web=2)
     await manager.reconcile("demo")
     await settle()

@@ -29,6 +29,7 @@ class FakeAgent:
         self.stubborn: set[str] = set()  # ignore SIGTERM
         self.terminated: set[str] = set()
         self.memory: dict[str, tuple[int, int]] = {}  # usage, oom kills
+        self.in_flight: dict[str, int] = {}  # connections to $PORT
         self.handles: list[DynoHandle] = []
         self._exits: dict[str, asyncio.Future[DynoExit]] = {}
 
@@ -69,6 +70,9 @@ class FakeAgent:
 
     async def is_listening(self, dyno_id: str, port: int) -> bool:
         return dyno_id in self.running and dyno_id not in self.deaf
+
+    async def connections(self, dyno_id: str, port: int) -> int:
+        return self.in_flight.get(dyno_id, 0) if dyno_id in self.running else 0
 
     async def stats(self, dyno_id: str) -> DynoStats:
         usage, ooms = self.memory.get(dyno_id, (10 * MB, 0))

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from dynod.manager.health import Check
+from dynod.manager.manager import DRAIN_TIMEOUT
 from dynod.manager.states import DynoState
 from dynod.runtime.agent import DynoHandle
 from dynod.runtime.spec import DynoSpec
@@ -203,11 +204,44 @@ async def test_old_web_dyno_serves_on_while_a_crashed_successor_is_replaced(
 
     deadline = world.clock.time() + 10
     while not new_up():
-        await world.clock.advance(0.1)
         assert world.clock.time() < deadline, "the new release never came up"
         assert old in world.agent.running
         assert "web.1" in _table(world)["dynos"]
+        await world.clock.advance(0.1)
     await rolling
     await world.clock.advance(2.0)
     assert old not in world.agent.running
     assert [d.release for d in world.manager.dynos.values()] == [3]
+
+
+async def test_old_web_dyno_gets_sigterm_once_its_requests_are_done(
+    world: World,
+) -> None:
+    world.deploy(web=1)
+    await world.converge()
+    old = world.agent.by_name("web.1")
+    world.agent.in_flight[old] = 2
+    world.deploy(web=1)
+    await world.converge()
+    # Out of the table, but two requests still travel on it.
+    await world.clock.advance(5.0)
+    assert _table(world)["dynos"] == ["web.1"]
+    assert old in world.agent.running and old not in world.agent.terminated
+    world.agent.in_flight[old] = 0
+    await world.clock.advance(0.2)
+    assert old in world.agent.terminated
+
+
+async def test_a_request_that_never_ends_is_cut_after_the_drain_timeout(
+    world: World,
+) -> None:
+    world.deploy(web=1)
+    await world.converge()
+    old = world.agent.by_name("web.1")
+    world.agent.in_flight[old] = 1
+    world.deploy(web=1)
+    await world.converge()
+    await world.clock.advance(DRAIN_TIMEOUT - 1)
+    assert old not in world.agent.terminated
+    await world.clock.advance(1.5)
+    assert old in world.agent.terminated

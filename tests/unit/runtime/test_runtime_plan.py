@@ -9,7 +9,7 @@ from pathlib import Path
 from dynod.runtime import wire
 from dynod.runtime.launcher import INIT, PROFILE_SCRIPT, command
 from dynod.runtime.plan import STACK_PATH, LaunchPlan
-from dynod.runtime.probe import listening
+from dynod.runtime.probe import connected, listening
 from dynod.runtime.spec import SIZES, BindMount, DynoKind, DynoSpec
 
 
@@ -90,3 +90,23 @@ def test_runtime_wire_carries_messages_and_fds(tmp_path: Path) -> None:
         a.close()
         assert wire.recv(b) == (None, [])
     assert (tmp_path / "f").read_text() == "via fd"
+
+
+def test_runtime_probe_counts_established_connections(tmp_path: Path) -> None:
+    net = tmp_path / "7" / "net"
+    net.mkdir(parents=True)
+    header = "  sl  local_address rem_address   st\n"
+    # Two requests in flight on 5000 (one over IPv6), one closing (08 =
+    # CLOSE_WAIT), the listener itself, and a connection out from 5001.
+    (net / "tcp").write_text(
+        header + "   0: 00000000:1388 00000000:0000 0A\n"
+        "   1: 0200000A:1388 0100000A:D2F0 01\n"
+        "   2: 0200000A:1388 0100000A:D2F1 08\n"
+        "   3: 0200000A:1389 0100000A:0050 01\n"
+    )
+    (net / "tcp6").write_text(
+        header + "   0: " + "0" * 32 + ":1388 " + "0" * 32 + ":D2F2 01\n"
+    )
+    assert connected(7, 5000, proc=tmp_path) == 2
+    assert connected(7, 5001, proc=tmp_path) == 1
+    assert connected(8, 5000, proc=tmp_path) == 0
