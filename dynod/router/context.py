@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from dynod.router.logline import LogSender
 from dynod.router.settings import RouterSettings
 from dynod.router.table import EMPTY_TABLE, AppRoute, DynoRoute, RouteTable
-from dynod.router.upstream import UpstreamPool
+from dynod.router.upstream import Key, UpstreamPool
 
 if TYPE_CHECKING:
     from dynod.router.exchange import Exchange
@@ -51,8 +51,12 @@ class WorkerContext:
         live = {d.key for app in table.apps.values() for d in app.dynos}
         self.pool.retain(live)
 
-    def pick(self, app: AppRoute, tried: AbstractSet[str]) -> DynoRoute | None:
-        """A random dyno of ``app`` neither tried nor quarantined, or None."""
+    def pick(self, app: AppRoute, tried: AbstractSet[Key]) -> DynoRoute | None:
+        """A random dyno of ``app`` neither tried nor quarantined, or None.
+
+        Dynos are told apart by address, not name: during a rollout the old
+        and the new ``web.1`` are both in the table, and are two dynos.
+        """
         if not tried and not self._quarantine:
             dynos = app.dynos
             if len(dynos) == 1:
@@ -61,16 +65,16 @@ class WorkerContext:
         self._forget_expired(self.loop.time())
         quarantined = self._quarantine
         choices = [
-            d for d in app.dynos if d.name not in tried and d.key not in quarantined
+            d for d in app.dynos if d.key not in tried and d.key not in quarantined
         ]
         return random.choice(choices) if choices else None
 
-    def quarantine_ends(self, app: AppRoute, tried: AbstractSet[str]) -> float | None:
+    def quarantine_ends(self, app: AppRoute, tried: AbstractSet[Key]) -> float | None:
         """When the first quarantined, untried dyno of ``app`` may be tried again."""
         ends = [
             self._quarantine[d.key]
             for d in app.dynos
-            if d.name not in tried and d.key in self._quarantine
+            if d.key not in tried and d.key in self._quarantine
         ]
         return min(ends) if ends else None
 

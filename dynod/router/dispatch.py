@@ -5,7 +5,10 @@ When a request goes to a dyno again:
 - the connection was refused or not made in time: always (nothing was sent);
   the dyno is quarantined and another one is tried, up to ``connect_attempts``
   within ``connect_budget`` seconds; when every dyno is quarantined the request
-  waits for the first to come out, and gets H99 if none does in the budget;
+  waits for the first to come out, and gets H99 if none does in the budget.
+  Each new attempt picks from the route table as it is then: a connect can
+  take a second or more (a dropped SYN is sent again after 1 s), and a table
+  swapped meanwhile may have retired every dyno the request first knew of;
 - a pooled connection closed or reset before any response byte: only for an
   idempotent method whose whole body so far was kept (``replay_limit``),
   because the dyno may have read and applied it before closing;
@@ -20,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from dynod.router.hcodes import HCODES
 from dynod.router.table import AppState, DynoRoute
-from dynod.router.upstream import UpstreamConnection
+from dynod.router.upstream import Key, UpstreamConnection
 
 if TYPE_CHECKING:
     from dynod.router.exchange import Exchange
@@ -38,11 +41,11 @@ _H19, _H20, _H21, _H99 = (HCODES[c] for c in ("H19", "H20", "H21", "H99"))
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 
 
-async def dispatch(ex: Exchange, avoid: str | None = None) -> None:
+async def dispatch(ex: Exchange, avoid: Key | None = None) -> None:
     """Wait for a booting app, then connect ``ex`` to a dyno, retrying.
 
-    ``avoid`` names a dyno whose pooled connection just failed: another
-    dyno is preferred, and only new connections are used.
+    ``avoid`` is the address of a dyno whose pooled connection just failed:
+    another dyno is preferred, and only new connections are used.
     """
     ctx = ex.proxy.ctx
     settings = ctx.settings
@@ -77,7 +80,7 @@ async def dispatch(ex: Exchange, avoid: str | None = None) -> None:
     # quarantined.  When every dyno is quarantined before the first
     # attempt, wait for the first to come out, within the connect budget.
     budget_end = ctx.loop.time() + settings.connect_budget
-    tried: set[str] = set()
+    tried: set[Key] = set()
     if avoid is not None and len(app.dynos) > 1:
         tried.add(avoid)
     tried_here = 0
@@ -97,7 +100,7 @@ async def dispatch(ex: Exchange, avoid: str | None = None) -> None:
                 return
             app = ex.app = ctx.table.lookup(ex.info.host) or app
             continue
-        tried.add(dyno.name)
+        tried.add(dyno.key)
         tried_here += 1
         ex.attempts += 1
         conn = None if avoid is not None else ctx.pool.take(dyno.key)
@@ -110,18 +113,19 @@ async def dispatch(ex: Exchange, avoid: str | None = None) -> None:
             conn = await asyncio.wait_for(_connect(ex, dyno), timeout)
         except TimeoutError:
             failure = _H19
-            ctx.quarantine(dyno)
-            continue
         except OSError:
             failure = _H21
-            ctx.quarantine(dyno)
-            continue
-        if ex.done:
-            # The client left while we connected: keep the connection warm.
-            ctx.pool.put(conn, ctx.loop.time())
+        else:
+            if ex.done:
+                # The client left while we connected: keep the connection warm.
+                ctx.pool.put(conn, ctx.loop.time())
+                return
+            ex.attach(dyno, conn, int((ctx.loop.time() - began) * 1000))
             return
-        ex.attach(dyno, conn, int((ctx.loop.time() - began) * 1000))
-        return
+        ctx.quarantine(dyno)
+        if ex.done:
+            return
+        app = ex.app = ctx.table.lookup(ex.info.host) or app
     ex.fail(failure)
 
 

@@ -41,7 +41,7 @@ from dynod.router.tunnel import (
     end_upgraded,
     hold_early,
 )
-from dynod.router.upstream import UpstreamConnection
+from dynod.router.upstream import Key, UpstreamConnection
 
 if TYPE_CHECKING:
     from dynod.router.proxy import ProxyConnection
@@ -53,7 +53,7 @@ _H11, _H12, _H13, _H15, _H18, _H26, _H27, _H28 = (
 _H26_EXPECT = dataclasses.replace(_H26, status=417)
 # Codes after which the rest of the client's stream cannot be trusted.
 _CLOSING_CODES = (_H26, _H26_EXPECT, _H28)
-_NOTHING_TRIED: frozenset[str] = frozenset()
+_NOTHING_TRIED: frozenset[Key] = frozenset()
 # Request body buffered while no dyno connection is ready, before the client is
 # asked to wait (its reading paused).
 _BUFFER_LIMIT = 256 * 1024
@@ -348,7 +348,7 @@ class Exchange:
         if conn is not None and may_resend(self, conn):
             # Forget the first send, so its first-byte deadline cannot fire.
             self._sent_at = 0.0
-            avoid = self.dyno.name if self.dyno is not None else ""
+            avoid = self.dyno.key if self.dyno is not None else ("", 0)
             self.task = self.proxy.ctx.loop.create_task(dispatch(self, avoid))
             return
         self.fail(_H13)

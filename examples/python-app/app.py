@@ -70,6 +70,10 @@ class Handler(BaseHTTPRequestHandler):
 
 
 class Server(ThreadingHTTPServer):
+    # socketserver's default accept queue of 5 drops connections under a
+    # burst; the kernel then sends the SYN again only after a second.
+    request_queue_size = 128
+
     def server_bind(self) -> None:
         # HTTPServer.server_bind looks up the host's FQDN, a DNS query that can
         # stall start-up for the resolver's whole timeout; the name is unused.

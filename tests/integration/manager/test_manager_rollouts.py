@@ -8,6 +8,7 @@ socket error counts as a failure, and the test wants none.
 from __future__ import annotations
 
 import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -156,3 +157,49 @@ def test_requests_in_flight_on_old_dynos_finish_before_sigterm(
         for _, a in answers
     ), answers
     _wait_all_up(deployed)
+
+
+def test_wrk_through_every_kind_of_rollout_sees_no_error(
+    deployed: Daemon, tmp_path: Path
+) -> None:
+    """wrk keeps 8 connections busy while the app is deployed, reconfigured,
+    rolled back and restarted; it must report no socket error and no
+    response outside 2xx/3xx."""
+    changed = tmp_path / "app"
+    shutil.copytree(EXAMPLE_APP, changed)
+    app_py = changed / "app.py"
+    app_py.write_text(app_py.read_text().replace("Hello from", "Hi from"))
+    top = deployed.ctl_json("releases", "-a", APP)[0]["version"]
+    steps: list[tuple[list[str], str]] = [
+        (["deploy", "-a", APP, str(changed)], "Hi from"),
+        (["config:set", "-a", APP, "GREETING=wrk"], f"(release v{top + 2})"),
+        (["rollback", "-a", APP, f"v{top}"], f"(release v{top + 3})"),
+        (["ps:restart", "-a", APP], "Hello from"),
+    ]
+    duration = 30
+    url = f"http://127.0.0.1:{deployed.http_port}/"
+    wrk = subprocess.Popen(
+        ["wrk", "-t1", "-c8", f"-d{duration}s", "--timeout", "10s",
+         "-H", f"Host: {APP}.localhost", url],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(1.0)
+        began = time.monotonic()
+        for args, served in steps:
+            deployed.ctl(*args)
+            deployed.wait_for(APP, "/", served)
+            _wait_all_up(deployed)
+        # Every rollout, old dynos stopped included, ends inside the run.
+        assert time.monotonic() - began < duration - 6, "rollouts outlasted wrk"
+        report, _ = wrk.communicate(timeout=duration + 30)
+    finally:
+        wrk.kill()
+        wrk.wait()
+    assert "requests in" in report, report
+    if "Socket errors" in report or "Non-2xx or 3xx responses" in report:
+        # The router logs every failed request with its H code.
+        logs = deployed.ctl("logs", "-a", APP, "-s", "dynod", "-n", "1500").stdout
+        told = [x for x in logs.splitlines() if "at=info" not in x]
+        pytest.fail(report + "\n".join(told[-60:]))

@@ -213,3 +213,46 @@ def test_quarantined_dyno_is_tried_again_when_its_quarantine_ends(
     assert status == 200
     assert echo(body)["backend"] == be.name
     assert time.monotonic() - began < 2
+
+
+def test_a_connect_that_outlasts_a_table_swap_goes_to_the_new_dyno(
+    router: Router, backends: Callable[[str], Backend]
+) -> None:
+    # The old web.1's accept queue is full, so the router's SYN is dropped and
+    # sent again after a second; by then a new table has replaced web.1 and
+    # the old one has stopped listening, so the second SYN is refused.
+    old = socket.socket()
+    old.bind(("127.0.0.1", 0))
+    old.listen(0)
+    fillers = []
+    for _ in range(2):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(old.getsockname())
+        fillers.append(filler)
+    time.sleep(0.1)
+    stale = {"name": "web.1", "addr": "127.0.0.1", "port": old.getsockname()[1]}
+    router.set_routes({"sw": app(["sw.localhost"], dynos=[stale])})
+    router.start(workers=1)
+    new = backends("new")
+    answer: list[tuple[int, bytes]] = []
+
+    def ask() -> None:
+        status, _, body = router.get("sw.localhost")
+        answer.append((status, body))
+
+    asking = threading.Thread(target=ask)
+    began = time.monotonic()
+    asking.start()
+    try:
+        time.sleep(0.4)
+        router.set_routes({"sw": app(["sw.localhost"], dynos=[new.dyno("web.1")])})
+    finally:
+        old.close()
+        for filler in fillers:
+            filler.close()
+    asking.join(10)
+    ((status, body),) = answer
+    assert status == 200, body
+    assert echo(body)["backend"] == "new"
+    assert time.monotonic() - began < 3

@@ -35,13 +35,13 @@ class FakeExchange:
 def test_pick_skips_tried_and_quarantined_dynos_and_says_when_one_returns() -> None:
     def check(ctx: WorkerContext) -> None:
         assert {ctx.pick(APP, frozenset()) for _ in range(50)} == {A, B}
-        assert ctx.pick(APP, {"web.1"}) is B
+        assert ctx.pick(APP, {A.key}) is B
         ctx.quarantine(B)
-        assert ctx.pick(APP, {"web.1"}) is None
+        assert ctx.pick(APP, {A.key}) is None
         assert {ctx.pick(APP, set()) for _ in range(20)} == {A}
-        ends = ctx.quarantine_ends(APP, {"web.1"})
+        ends = ctx.quarantine_ends(APP, {A.key})
         assert ends is not None and 4 < ends - ctx.loop.time() <= 5
-        assert ctx.quarantine_ends(APP, {"web.1", "web.2"}) is None
+        assert ctx.quarantine_ends(APP, {A.key, B.key}) is None
 
     _in_loop(check)
 
