@@ -18,16 +18,43 @@ outright instead of depending on capabilities):
   ``pivot_root``/``chroot``, modules, kexec, keyrings, bpf, perf, userfaultfd,
   io_uring, ``unshare``/``setns``, ptrace and cross-process memory access,
   handle-based opens, swap, reboot, syslog, accounting, clocks, quotas, NUMA
-  policy, hostname and the legacy x86 calls (port I/O, LDT, ...);
+  policy (``set_mempolicy_home_node`` too), the LSM attribute calls, the
+  path-based inode attribute calls, hostname and the legacy x86 calls (port
+  I/O, LDT, ...);
 * ``clone`` with any namespace flag (``CLONE_NEWUSER`` included) fails with
   EPERM; ``clone3`` fails with ENOSYS, because its flags sit in memory a filter
   cannot read, and ENOSYS makes glibc fall back to ``clone``;
+* ``socket`` for ``AF_VSOCK`` fails with EPERM: vsock is not held by the
+  dyno's network namespace, so it would reach the hypervisor, the host's own
+  vsock services and its guests, paths no firewall rule of dynod sees;
 * ``personality`` is allowed only for the values programs use in practice
   (Linux, 32-bit Linux, ``UNAME26``, and the query); turning off address space
   randomisation (``ADDR_NO_RANDOMIZE``) for what is exec'd next is refused;
 * calls newer than the policy (numbers from :data:`FIRST_UNREVIEWED`) fail
   with ENOSYS, so a future kernel's additions stay closed until reviewed;
 * everything else is allowed; capabilities, the uid and the mounts decide it.
+
+The calls numbered 450 up to :data:`FIRST_UNREVIEWED` (Linux 5.17 to 6.17)
+were each held against Docker's default profile for a container without
+capabilities, and are denied wherever Docker denies them:
+
+* denied: ``set_mempolicy_home_node`` (Docker: CAP_SYS_NICE only, as for the
+  rest of NUMA policy); ``lsm_get_self_attr``, ``lsm_set_self_attr`` and
+  ``lsm_list_modules`` (Docker: CAP_SYS_ADMIN only; setting one's own LSM
+  label is what ``/proc/self/attr`` guards, and the getters go with the
+  setter so a program finds the interface whole or absent);
+  ``open_tree_attr`` (the mount API); ``file_getattr`` and ``file_setattr``
+  (newer than Docker's profile, so refused by its default action);
+* allowed, as by Docker: ``cachestat`` (page-cache state of a file the caller
+  has open, what ``mincore`` tells of a mapping), ``fchmodat2``,
+  ``map_shadow_stack`` and ``mseal`` (the caller's own memory), the futex2
+  calls, and the ``*xattrat`` calls (``*xattr`` by descriptor and path, under
+  the same permission checks);
+* allowed, as by Docker: ``statmount`` and ``listmount``.  They answer only
+  for the caller's own mount namespace and for mounts reachable from its root
+  (anything else needs CAP_SYS_ADMIN over that namespace), which is what
+  ``/proc/self/mountinfo`` already shows a dyno: its own root and masks,
+  nothing of the host's mounts.
 
 The kernel caches "always allowed" results per system call number (Linux 5.11,
 ``SECCOMP_ARCH_NATIVE`` bitmap), so the ordinary calls of an app pay nothing
@@ -70,6 +97,8 @@ _OFF_ARG0 = 16
 # Every namespace flag of clone(2): NEWTIME, NEWNS, NEWCGROUP, NEWUTS, NEWIPC,
 # NEWUSER, NEWPID, NEWNET.
 CLONE_NAMESPACES = 0x00000080 | 0x7E020000
+# <linux/socket.h>: the only family socket(2) refuses (Docker's rule).
+AF_VSOCK = 40
 # personality(2) values allowed (Docker's list): PER_LINUX, UNAME26,
 # PER_LINUX32, PER_LINUX32|UNAME26, and 0xffffffff (query only).
 PERSONALITIES = (0x0, 0x0020000, 0x0008, 0x0020008, 0xFFFFFFFF)
@@ -85,6 +114,8 @@ DENIED: dict[str, tuple[int | None, int | None]] = {
     "create_module": (174, None),
     "delete_module": (176, 106),
     "fanotify_init": (300, 262),
+    "file_getattr": (468, 468),
+    "file_setattr": (469, 469),
     "finit_module": (313, 273),
     "fsconfig": (431, 431),
     "fsmount": (432, 432),
@@ -103,6 +134,9 @@ DENIED: dict[str, tuple[int | None, int | None]] = {
     "kexec_load": (246, 104),
     "keyctl": (250, 219),
     "lookup_dcookie": (212, 18),
+    "lsm_get_self_attr": (459, 459),
+    "lsm_list_modules": (461, 461),
+    "lsm_set_self_attr": (460, 460),
     "mbind": (237, 235),
     "migrate_pages": (256, 238),
     "modify_ldt": (154, None),
@@ -128,6 +162,7 @@ DENIED: dict[str, tuple[int | None, int | None]] = {
     "reboot": (169, 142),
     "request_key": (249, 218),
     "set_mempolicy": (238, 237),
+    "set_mempolicy_home_node": (450, 450),
     "setdomainname": (171, 162),
     "sethostname": (170, 161),
     "setns": (308, 268),
@@ -145,11 +180,13 @@ DENIED: dict[str, tuple[int | None, int | None]] = {
     "vhangup": (153, 58),
 }
 # Calls numbered from here on were added after this policy was reviewed
-# (Linux 6.17 ends at 469 on both): they get ENOSYS, as on an older kernel,
-# until someone decides about them; a deny list alone would let them through.
+# (Linux 6.17 and 6.18 end at 469 on both): they get ENOSYS, as on an older
+# kernel, until someone decides about them; a deny list alone would let them
+# through.
 FIRST_UNREVIEWED = 470
 CLONE = {"x86_64": 56, "aarch64": 220}
 CLONE3 = 435
+SOCKET = {"x86_64": 41, "aarch64": 198}
 PERSONALITY = {"x86_64": 135, "aarch64": 92}
 
 PR_SET_SECCOMP = 22
@@ -209,6 +246,16 @@ def program(machine: str | None = None) -> bytes:
         _jump(_JEQ, CLONE[arch], 0, 4),
         _stmt(_LD_ABS, _OFF_ARG0),
         _jump(_JSET, CLONE_NAMESPACES, 0, 1),
+        eperm,
+        _stmt(_RET, RET_ALLOW),
+    ]
+
+    # socket: any family but vsock.  The low half of args[0] is what the kernel
+    # reads (the family is an int), so high bits set cannot slip a vsock past.
+    insns += [
+        _jump(_JEQ, SOCKET[arch], 0, 4),
+        _stmt(_LD_ABS, _OFF_ARG0),
+        _jump(_JEQ, AF_VSOCK, 0, 1),
         eperm,
         _stmt(_RET, RET_ALLOW),
     ]

@@ -1,16 +1,24 @@
 """Running an escape attempt inside a real dyno and reading back its verdict.
 
-Each attempt is a Python snippet that assigns ``result``; it runs in a one-off
-dyno of the attacker app (``dynoctl run``), after a prelude of helpers that turn
-every failure into the kernel's errno name ("EPERM", "ENOENT", ...) or
-"timeout" for a connection whose packets were dropped.  A test then reads as
-one line of intent and one assertion on the reason the attempt failed.
+Each attempt is a Python snippet that assigns ``result``; it runs after a
+prelude of helpers that turn every failure into the kernel's errno name
+("EPERM", "ENOENT", ...) or "timeout" for a connection whose packets were
+dropped.  A test then reads as one line of intent and one assertion on the
+reason the attempt failed.
+
+An attempt runs one of two ways, as an app's code would: in a one-off dyno of
+the attacker app (``dynoctl run``, :meth:`World.inside`), or in the attacker's
+web dyno, which runs what it is sent (:meth:`World.in_web`, the
+``tests/fixtures/apps/escape-web`` app) through the router like any request.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 from pathlib import Path
@@ -18,8 +26,10 @@ from typing import Any
 
 import pytest
 
-from tests.support.daemon import VENV_BIN, Daemon
+from tests.support.daemon import REPO, VENV_BIN, Daemon
 
+# The attacker app: a web process that runs the attempt it is sent.
+ESCAPE_WEB_APP = REPO / "tests" / "fixtures" / "apps" / "escape-web"
 MARK = "ESCAPE-RESULT "
 PRELUDE = r"""
 import ctypes, errno, json, os, platform, socket, struct, subprocess, sys, time
@@ -86,6 +96,10 @@ def script(snippet: str) -> str:
     return PRELUDE + snippet + "\nsay(result)\n"
 
 
+# Runs one attempt snippet somewhere inside a dyno; its ``result``.
+Runner = Callable[[str], Any]
+
+
 def parse(stdout: str) -> Any:
     """The result in ``stdout``; build output may indent it."""
     for line in stdout.splitlines():
@@ -129,6 +143,31 @@ class World:
             pytest.fail(
                 f"the attempt reported nothing (exit {done.returncode})\n"
                 f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+            )
+        return result
+
+    def in_web(self, snippet: str) -> Any:
+        """Run ``snippet`` in the attacker's web dyno; its ``result``.
+
+        Sent through the router as a request's body, so it is the web
+        process (not a one-off) that runs it.
+        """
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.daemon.http_port}/attempt",
+            data=script(snippet).encode(),
+            headers={"Host": f"{self.attacker}.localhost"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                verdict = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            pytest.fail(f"the web dyno answered {exc.code}: {exc.read().decode()}")
+        result = parse(verdict["stdout"])
+        if result is None:
+            pytest.fail(
+                f"the attempt reported nothing (exit {verdict['returncode']})\n"
+                f"stdout:\n{verdict['stdout']}\nstderr:\n{verdict['stderr']}"
             )
         return result
 
