@@ -279,7 +279,8 @@ class Builder:
             output("-----> Discovering process types")
             if declared:
                 output(f"       Procfile declares types     -> {', '.join(declared)}")
-            output(f"       Default types for buildpack -> {', '.join(defaults)}")
+            if defaults or not declared:
+                output(f"       Default types for buildpack -> {', '.join(defaults)}")
             types = {**defaults, **declared}
 
             # Pack /app as the slug.
