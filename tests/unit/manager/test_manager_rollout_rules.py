@@ -12,6 +12,7 @@ from dynod.manager.manager import DRAIN_TIMEOUT
 from dynod.manager.states import DynoState
 from dynod.runtime.agent import DynoHandle
 from dynod.runtime.spec import DynoSpec
+from dynod.state.records import ReleaseStatus
 from tests.unit.manager.fakes import World
 
 
@@ -245,3 +246,29 @@ async def test_a_request_that_never_ends_is_cut_after_the_drain_timeout(
     assert old not in world.agent.terminated
     await world.clock.advance(1.5)
     assert old in world.agent.terminated
+
+
+async def test_a_type_gone_from_the_procfile_is_stopped(world: World) -> None:
+    world.deploy(web=1, worker=2)
+    await world.converge()
+    workers = {
+        i for i, s in world.agent.running.items() if s.name.startswith("worker.")
+    }
+    assert len(workers) == 2
+
+    # The next release's Procfile has web only; its formation still says 2.
+    app = world.store.app("demo")
+    release = world.store.create_release(
+        app,
+        description="Deploy",
+        slug_digest="d2",
+        config={},
+        process_types={"web": "python3 app.py"},
+        user="root",
+        status=ReleaseStatus.SUCCEEDED,
+    )
+    world.store.update_app("demo", current_release=release.version)
+    await world.converge()
+    await world.clock.advance(1.0)
+    assert workers <= world.agent.terminated
+    assert [s.name for s in world.agent.running.values()] == ["web.1"]
