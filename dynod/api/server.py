@@ -8,6 +8,7 @@ state is left as it was.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -36,6 +37,7 @@ from dynod.errors import (
     UserInputError,
 )
 from dynod.logs.hub import LogHub
+from dynod.logs.store import HistoryView
 from dynod.manager.manager import Manager
 from dynod.manager.states import ONE_OFF_TTL_MAX
 from dynod.releases.output import read_finished
@@ -530,6 +532,9 @@ async def stop_dyno(request: web.Request) -> web.Response:
 
 # Logs
 
+# How long a live tail waits for a line before checking its client is there.
+_TAIL_IDLE = 5.0
+
 
 @routes.get("/apps/{app}/log-stream")
 async def log_stream(request: web.Request) -> web.StreamResponse:
@@ -550,20 +555,44 @@ async def log_stream(request: web.Request) -> web.StreamResponse:
 
     response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
     await response.prepare(request)
-    # Subscribe before reading history so no line falls between the two.
+    # History up to now and the live lines after it, with nothing between the
+    # two and nothing in both: no await separates these calls.
+    history = api.hub.history(app.id)
     live = api.hub.subscribe(app.id, source, dyno, ptype) if tail else None
     try:
-        recent = api.hub.recent(app.id, lines, source, dyno, ptype) if lines else []
-        if recent:
-            await response.write(("\n".join(recent) + "\n").encode())
+        if lines:
+            # A filtered read may scan far back: off the event loop, so dynos,
+            # drains and other requests carry on meanwhile.
+            recent = await asyncio.to_thread(
+                _recent_body, history, lines, source, dyno, ptype
+            )
+            if recent:
+                await response.write(recent)
         if live is not None:
-            async for line in live.lines():
-                await response.write(line.encode() + b"\n")
+            async for line in live.lines(idle=_TAIL_IDLE):
+                if line:
+                    await response.write(line.encode() + b"\n")
+                elif request.transport is None or request.transport.is_closing():
+                    # A client that left is noticed only on a write; on a
+                    # quiet app that could be never.
+                    return response
     finally:
         if live is not None:
             api.hub.unsubscribe(app.id, live)
     await response.write_eof()
     return response
+
+
+def _recent_body(
+    history: HistoryView,
+    lines: int,
+    source: str | None,
+    dyno: str | None,
+    ptype: str | None,
+) -> bytes:
+    """The last ``lines`` lines passing the filters, as a response body."""
+    recent = history.last(lines, source, dyno, ptype)
+    return ("\n".join(recent) + "\n").encode() if recent else b""
 
 
 @routes.post("/apps/{app}/log-sessions")

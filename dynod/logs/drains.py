@@ -8,6 +8,8 @@ restart loses nothing for drains: at worst a batch is sent twice.
 The history is the buffer; what bounds it per drain is ``buffer_bytes``: when
 more than that lies between the cursor and the end of the history, the oldest
 lines are skipped (counted exactly) and the stream gets Logplex's L10 line.
+The bound holds while a receiver sits on a batch, too: a receiver that accepts
+the connection and never reads costs lines past that batch, not a stall.
 A drain never holds anything but its own cursor, so a dead or slow receiver
 slows no dyno and no other drain.  Failed batches are retried with doubling
 back-off; a 4xx answer drops the batch; a refused certificate writes L14.
@@ -26,6 +28,7 @@ import structlog
 from dynod.errors import DrainFailed
 from dynod.logs.events import format_stamp
 from dynod.logs.hub import LogHub
+from dynod.logs.store import AppLog, Position
 from dynod.logs.transports import Batch, Transport, make_transport
 from dynod.state.drains import Drain, DrainRows
 
@@ -37,6 +40,8 @@ BACKOFF_FIRST = 0.25
 BACKOFF_MAX = 30.0
 # Drop notices are gathered for this long into one L10 line.
 NOTICE_EVERY = 1.0
+# How often the backlog is checked while a receiver holds a batch.
+INFLIGHT_CHECK = 0.25
 
 
 class DrainTask:
@@ -66,6 +71,7 @@ class DrainTask:
         self._unreported_since = 0.0
         self._reported_at = 0.0
         self._cert_told = False
+        self._resume: Position | None = None
 
     async def run(self) -> None:
         app_id = self.drain.app_id
@@ -97,7 +103,7 @@ class DrainTask:
 
                 # Send; on failure wait and go round (overflow may drop it).
                 try:
-                    await self.transport.send(pending)
+                    await self._deliver(pending, history)
                 except DrainFailed as exc:
                     if exc.certificate is not None:
                         self._certificate(exc.certificate)
@@ -105,18 +111,23 @@ class DrainTask:
                         log.warning(
                             "drain batch refused", drain=self.drain.id, error=str(exc)
                         )
-                        self.cursor, pending = pending.end, None
+                        self.cursor, pending = self._past(pending), None
                         continue
                     log.info(
                         "drain delivery failed", drain=self.drain.id, error=str(exc)
                     )
+                    if self._resume is not None:
+                        # Newer lines were dropped while it was out: this
+                        # older batch goes too, oldest first.
+                        self._lost(pending.data.count(b"\n"))
+                        self.cursor, pending = self._past(pending), None
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, BACKOFF_MAX)
                     continue
                 backoff = BACKOFF_FIRST
                 self._cert_told = False
                 self.delivered += pending.count
-                self.cursor, pending = pending.end, None
+                self.cursor, pending = self._past(pending), None
                 self._save(force=False)
                 # Let dynos and other drains run between batches.
                 await asyncio.sleep(0)
@@ -124,6 +135,38 @@ class DrainTask:
             self.hub.unwatch(app_id, wake)
             self._save(force=True)
             await self.transport.close()
+
+    async def _deliver(self, batch: Batch, history: AppLog) -> None:
+        """Send one batch; while the receiver holds it, drop what overflows past it.
+
+        A receiver that accepts the connection but stops reading keeps a send
+        pending for good; the history past the batch must stay bounded (and
+        the loss be told) all the same.  Lines dropped meanwhile leave
+        :attr:`_resume` where reading goes on after the batch.  Raises what
+        the transport raised.
+        """
+        sending = asyncio.ensure_future(self.transport.send(batch))
+        try:
+            while True:
+                await asyncio.wait({sending}, timeout=INFLIGHT_CHECK)
+                if sending.done():
+                    break
+                ahead = self._resume or batch.end
+                if history.backlog(ahead) > self.buffer_bytes:
+                    self._resume, skipped = history.skip_to(ahead, self.buffer_bytes)
+                    self._lost(skipped)
+                self._report()
+        finally:
+            if not sending.done():
+                sending.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sending
+        sending.result()
+
+    def _past(self, batch: Batch) -> Position:
+        """Where reading goes on once ``batch`` is settled."""
+        resume, self._resume = self._resume, None
+        return resume or batch.end
 
     async def _wait(self, wake: asyncio.Event) -> None:
         # Wake on new history, or in a while to report drops and save the cursor.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 # Lines over this many bytes are split into several events (as Logplex does).
@@ -70,3 +71,67 @@ def matches(line: str, source: str | None, dyno: str | None, ptype: str | None) 
         elif line_dyno.split(".", 1)[0] != dyno:
             return False
     return ptype is None or line_dyno.split(".", 1)[0] == ptype
+
+
+def line_picker(
+    source: str | None, dyno: str | None, ptype: str | None
+) -> Callable[[bytes, int], list[str]]:
+    """A function ``pick(block, need)``: the last ``need`` lines of ``block`` that
+    pass the ``logs`` filters, oldest first.
+
+    ``block`` is whole history lines, each ending in a newline.  The answers are
+    :func:`matches`'s; candidates are found first with ``bytes.find`` on the
+    ``SOURCE[DYNO`` tag, so a filter that matches few lines costs about one
+    memory scan of the block instead of a regex per line.
+    """
+    if source is None and dyno is None and ptype is None:
+        return _pick_all
+    exact = dyno if dyno is not None and "." in dyno else None
+    kind = ptype if ptype is not None else dyno if exact is None else None
+    if exact is None and dyno is not None and dyno != kind:
+        # -d web -p worker: no dyno is of both types.
+        return _pick_none
+    if exact is not None and ptype is not None and exact.split(".", 1)[0] != ptype:
+        return _pick_none
+    sources = (source,) if source is not None else ("app", "dynod")
+    if exact is not None:
+        tags = [f" {s}[{exact}]: " for s in sources]
+    elif kind is not None:
+        tags = [f" {s}[{kind}{end}" for s in sources for end in (".", "]: ")]
+    else:
+        tags = [f" {s}[" for s in sources]
+    needles = [t.encode() for t in tags]
+
+    def pick(block: bytes, need: int) -> list[str]:
+        spans: list[tuple[int, int]] = []
+        for needle in needles:
+            at = block.find(needle)
+            while at >= 0:
+                start = block.rfind(b"\n", 0, at) + 1
+                end = block.find(b"\n", at)
+                end = len(block) if end < 0 else end
+                # The tag counts only right after the timestamp, not in a message.
+                if start < at and block.find(b" ", start, at) < 0:
+                    spans.append((start, end))
+                at = block.find(needle, end)
+        if len(needles) > 1:
+            spans.sort()
+        found: list[str] = []
+        for start, end in reversed(spans):
+            line = block[start:end].decode("utf-8", "replace")
+            if matches(line, source, dyno, ptype):
+                found.append(line)
+                if len(found) >= need:
+                    break
+        return found[::-1]
+
+    return pick
+
+
+def _pick_all(block: bytes, need: int) -> list[str]:
+    lines = [x for x in block.split(b"\n") if x]
+    return [x.decode("utf-8", "replace") for x in lines[-need:]] if need > 0 else []
+
+
+def _pick_none(block: bytes, need: int) -> list[str]:
+    return []

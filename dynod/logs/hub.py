@@ -14,8 +14,8 @@ refills, and the stream gets one line saying how many were dropped.
 
 A tail that cannot keep up never slows the emitter: its queue is bounded,
 overflowing events are counted, and the tail is told how many it missed (as
-Logplex's L11 does) once it catches up.  Drains learn of new history through
-:meth:`LogHub.watch`.
+Logplex's L11 does) at the place of the gap.  Drains learn of new history
+through :meth:`LogHub.watch`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from dynod.logs.events import MAX_LINE_BYTES, LogEvent, format_stamp, matches
-from dynod.logs.store import LogStore
+from dynod.logs.store import HistoryView, LogStore
 
 TAIL_QUEUE = 10000
 DEFAULT_RATE_LINES = 200_000
@@ -37,45 +37,87 @@ _IDLE_FLOW = 30.0
 
 
 class Tail:
-    def __init__(self, source: str | None, dyno: str | None, ptype: str | None) -> None:
+    """One live reader of an app's stream, which never holds the hub back.
+
+    Lines that pass the filters are queued, up to ``limit``; past it they are
+    counted instead, and the reader gets one L11 line saying how many it missed
+    where they went missing: before the first line queued after the gap, or as
+    soon as it has read everything before it.  Nothing queued is ever thrown
+    away, :meth:`close` included.
+    """
+
+    def __init__(
+        self,
+        source: str | None,
+        dyno: str | None,
+        ptype: str | None,
+        limit: int = TAIL_QUEUE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.source, self.dyno, self.ptype = source, dyno, ptype
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue(TAIL_QUEUE)
+        self.limit = limit
+        # Unbounded as a queue: offer() keeps it to ``limit`` lines, and the
+        # end marker and an L11 notice must always fit.
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
         self.dropped = 0
         self.dropped_since = 0.0
+        self.closed = False
+        self._clock = clock
 
     def offer(self, line: str) -> None:
-        if not matches(line, self.source, self.dyno, self.ptype):
+        if self.closed or not matches(line, self.source, self.dyno, self.ptype):
             return
-        try:
-            self.queue.put_nowait(line)
-        except asyncio.QueueFull:
+        if self.queue.qsize() >= self.limit:
             if self.dropped == 0:
-                self.dropped_since = time.time()
+                self.dropped_since = self._clock()
             self.dropped += 1
+            return
+        if self.dropped:
+            self.queue.put_nowait(self._notice())
+        self.queue.put_nowait(line)
 
-    async def lines(self) -> AsyncIterator[str]:
+    async def lines(self, idle: float | None = None) -> AsyncIterator[str]:
+        """Queued lines as they come, until :meth:`close`.
+
+        With ``idle``, an empty string comes after each ``idle`` seconds without
+        a line, so the reader can check on its own client meanwhile.
+        """
         while True:
-            line = await self.queue.get()
+            if self.dropped and self.queue.empty():
+                yield self._notice()
+            if not self.queue.empty():
+                line = self.queue.get_nowait()
+            elif idle is None:
+                line = await self.queue.get()
+            else:
+                try:
+                    line = await asyncio.wait_for(self.queue.get(), idle)
+                except TimeoutError:
+                    yield ""
+                    continue
             if line is None:
+                if self.dropped:
+                    yield self._notice()
                 return
-            if self.dropped:
-                since = format_stamp(self.dropped_since, micros=False)
-                notice = LogEvent(
-                    time.time(),
-                    "dynod",
-                    "logs",
-                    f"Error L11 (Tail buffer overflow) -> This tail session dropped "
-                    f"{self.dropped} messages since {since}",
-                )
-                self.dropped = 0
-                yield notice.format()
             yield line
 
     def close(self) -> None:
-        # Make room for the end marker even when the queue is full.
-        while self.queue.full():
-            self.queue.get_nowait()
-        self.queue.put_nowait(None)
+        """End :meth:`lines` once it has yielded what is queued."""
+        if not self.closed:
+            self.closed = True
+            self.queue.put_nowait(None)
+
+    def _notice(self) -> str:
+        since = format_stamp(self.dropped_since, micros=False)
+        notice = LogEvent(
+            self._clock(),
+            "dynod",
+            "logs",
+            f"Error L11 (Tail buffer overflow) -> This tail session dropped "
+            f"{self.dropped} messages since {since}",
+        )
+        self.dropped = 0
+        return notice.format()
 
 
 class _AppBatch:
@@ -312,6 +354,15 @@ class LogHub:
     ) -> list[str]:
         return self.store.get(app_id).tail(n, source, dyno, ptype)
 
+    def history(self, app_id: str) -> HistoryView:
+        """The app's history up to now, pending lines included, for any thread.
+
+        A tail subscribed right after this call (with no ``await`` between)
+        gets exactly the lines the view does not hold.
+        """
+        self.flush()
+        return self.store.get(app_id).snapshot()
+
     def subscribe(
         self,
         app_id: str,
@@ -319,7 +370,7 @@ class LogHub:
         dyno: str | None = None,
         ptype: str | None = None,
     ) -> Tail:
-        tail = Tail(source, dyno, ptype)
+        tail = Tail(source, dyno, ptype, clock=self._clock)
         self._tails.setdefault(app_id, set()).add(tail)
         return tail
 

@@ -10,8 +10,11 @@ Writes go straight to the segment's file descriptor (``O_APPEND``), one
 in the page cache and readable by tails and drains at once.
 
 Reading the last N lines reads segments backwards from the end, so its cost
-depends on N, not on the size of the history.  Drains read forwards from a
-:class:`Position` (segment number, byte offset) they persist.
+depends on N, not on the size of the history; a filtered read looks back at
+most :data:`SCAN_BYTES`.  It goes through a :class:`HistoryView`, a snapshot
+of the segments' sizes that a worker thread may read while the loop appends.
+Drains read forwards from a :class:`Position` (segment number, byte offset)
+they persist.
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from dynod.logs.events import matches
+from dynod.logs.events import line_picker
 
 _CHUNK = 64 * 1024
+# How far back ``logs -n`` looks for lines that pass its filters.
+SCAN_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True, order=True)
@@ -176,14 +181,27 @@ class AppLog:
                 break
             over = self.backlog(pos) - keep
             if len(data) > over:
-                # Stop at the first line start past the overflow.
+                # Stop at the first line start past the overflow.  The data
+                # may come from a later segment than ``pos`` names (``pos``
+                # was at the end of its own): count from where it was read.
                 cut = data.find(b"\n", over - 1) + 1 or len(data)
-                data, after = data[:cut], Position(pos.seq, pos.offset + cut)
+                start = after.offset - len(data)
+                data, after = data[:cut], Position(after.seq, start + cut)
             skipped += data.count(b"\n")
             pos = after
         return pos, skipped
 
     # Reading backwards (``logs -n``)
+
+    def snapshot(self) -> HistoryView:
+        """The history as written so far, to be read on any thread.
+
+        Call it on the thread that writes.  The view reads only bytes written
+        before the call, so a concurrent append never shows through half done.
+        """
+        return HistoryView(
+            self.directory, tuple((s, self._sizes[s]) for s in self._seqs)
+        )
 
     def tail(
         self,
@@ -193,36 +211,77 @@ class AppLog:
         ptype: str | None = None,
     ) -> list[str]:
         """The last ``n`` lines passing the filters, oldest first."""
-        found: list[str] = []
-        for seq in reversed(list(self._seqs)):
-            for line in _lines_backwards(self.directory / _segment_name(seq)):
-                if matches(line, source, dyno, ptype):
-                    found.append(line)
-                    if len(found) >= n:
-                        return found[::-1]
-        return found[::-1]
+        return self.snapshot().last(n, source, dyno, ptype)
 
 
-def _lines_backwards(path: Path) -> Iterator[str]:
-    """A file's lines from the last to the first, read in 64 KiB chunks."""
+@dataclass(frozen=True)
+class HistoryView:
+    """An app's history up to a fixed end: ``(segment, size)`` pairs, oldest first.
+
+    It shares no state with the writer and holds no file open, so a worker
+    thread may read it while the event loop appends.  A segment the cap deletes
+    meanwhile reads as empty: the view then ends where the kept history starts.
+    """
+
+    directory: Path
+    segments: tuple[tuple[int, int], ...]
+
+    def last(
+        self,
+        n: int,
+        source: str | None = None,
+        dyno: str | None = None,
+        ptype: str | None = None,
+        scan_bytes: int = SCAN_BYTES,
+    ) -> list[str]:
+        """The last ``n`` lines passing the filters, oldest first.
+
+        At most about ``scan_bytes`` of history are read back from the end, so a
+        filter that matches little costs a bounded read; older lines are not
+        searched.
+        """
+        if n <= 0:
+            return []
+        pick = line_picker(source, dyno, ptype)
+        found: list[list[str]] = []
+        count = scanned = 0
+        for seq, size in reversed(self.segments):
+            path = self.directory / _segment_name(seq)
+            for block in _blocks_backwards(path, size):
+                lines = pick(block, n - count)
+                if lines:
+                    found.append(lines)
+                    count += len(lines)
+                scanned += len(block)
+                if count >= n or scanned >= scan_bytes:
+                    return [line for lines in reversed(found) for line in lines]
+        return [line for lines in reversed(found) for line in lines]
+
+
+def _blocks_backwards(path: Path, size: int) -> Iterator[bytes]:
+    """The first ``size`` bytes of a file as blocks of whole lines, last block first.
+
+    Blocks are about 64 KiB; a line longer than that comes whole in a bigger one.
+    """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return
     try:
-        pos = os.fstat(fd).st_size
-        rest = b""
+        pos, rest = size, b""
         while pos > 0:
             start = max(0, pos - _CHUNK)
-            chunk = os.pread(fd, pos - start, start) + rest
+            data = os.pread(fd, pos - start, start) + rest
             pos = start
-            parts = chunk.split(b"\n")
-            rest = parts[0]
-            for part in reversed(parts[1:]):
-                if part:
-                    yield part.decode("utf-8", "replace")
-        if rest:
-            yield rest.decode("utf-8", "replace")
+            # Up to the first newline is the end of a line that begins further
+            # back in the file: it goes with the next chunk read.
+            cut = data.find(b"\n") + 1 if start > 0 else 0
+            if start > 0 and cut == 0:
+                rest, block = data, b""
+            else:
+                rest, block = data[:cut], data[cut:]
+            if block:
+                yield block
     finally:
         os.close(fd)
 

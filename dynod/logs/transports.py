@@ -154,8 +154,14 @@ class SyslogTransport:
         writer, self._writer, self._reader = self._writer, None, None
         if writer is not None:
             writer.close()
-            with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
+            try:
+                with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
+                    await asyncio.wait_for(writer.wait_closed(), 1.0)
+            finally:
+                # A graceful close waits to flush what is buffered, and a
+                # receiver that stopped reading would keep the socket open
+                # for good.
+                writer.transport.abort()
 
 
 class HttpsTransport:

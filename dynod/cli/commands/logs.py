@@ -78,7 +78,9 @@ def logs(
 
     Lines read TIMESTAMP SOURCE[DYNO]: MESSAGE.  Sources are app (what dynos
     print) and dynod (state changes, router requests, API actions).  With
-    --json each line becomes a JSON object of its fields.
+    --json each line becomes a JSON object of its fields.  Filters search the
+    newest 256 MiB of the app's history.  A tail that falls behind skips lines
+    and says how many (Error L11).
 
     \b
     Examples:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -246,6 +247,111 @@ def test_logs_flood_is_rate_limited_and_dynod_stays_responsive(
     kept = len(re.findall(rb"\]: flood \d+ x", history))
     assert written > 4 * RATE
     assert 0 < kept <= RATE * 5 + 20000
+
+
+class StalledReceiver:
+    """A syslog receiver on loopback that accepts a drain and then reads nothing.
+
+    Its receive buffer is made small, so what the kernel holds for it is too;
+    :meth:`drain` starts reading and returns every frame that ever arrived.
+    """
+
+    def __init__(self) -> None:
+        self.server = socket.socket()
+        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(1)
+        self.server.settimeout(20)
+        self.port = self.server.getsockname()[1]
+        self.conn: socket.socket | None = None
+        self.data = b""
+
+    def accept(self) -> None:
+        self.conn, _ = self.server.accept()
+
+    def drain(self, quiet: float) -> list[bytes]:
+        """Read until nothing has come for ``quiet`` seconds; all frames so far."""
+        assert self.conn is not None
+        self.conn.settimeout(quiet)
+        while True:
+            try:
+                chunk = self.conn.recv(1 << 20)
+            except TimeoutError:
+                break
+            assert chunk, "the drain hung up"
+            self.data += chunk
+        return octet_frames(self.data)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+        self.server.close()
+
+
+def _as_history_line(frame: bytes) -> str:
+    """The history line a drain's RFC 5424 frame was made from."""
+    _, stamp, _, source, dyno, _, _, message = frame.split(b" ", 7)
+    return f"{stamp.decode()} {source.decode()}[{dyno.decode()}]: {message.decode()}"
+
+
+def _history(d: Daemon) -> list[str]:
+    app_id = d.ctl_json("apps:info", "-a", APP)["id"]
+    segments = sorted((d.state_dir / "logs" / app_id).glob("*.log"))
+    return b"".join(p.read_bytes() for p in segments).decode().splitlines()
+
+
+def test_logs_stalled_drain_overflows_and_slows_no_other_drain(
+    daemon: Daemon, rsyslog: Rsyslog
+) -> None:
+    stalled = StalledReceiver()
+    stalled_url = f"syslog://127.0.0.1:{stalled.port}"
+    good_url = f"syslog://127.0.0.1:{rsyslog.port}"
+    # 15 MB in lines of about 1 KB: many times the drain's 1 MiB buffer and
+    # the socket buffers, well within the rate limit, and in bursts of half
+    # the buffer, which a receiver that reads keeps up with.
+    tag = "stall-" + "s" * 1000
+    try:
+        _add_drain(daemon, good_url)
+        _add_drain(daemon, stalled_url)
+        daemon.get(APP, "/log?tag=stall-start&n=1")
+        stalled.accept()
+        for i in range(30):
+            daemon.get(APP, f"/log?tag={tag}-{i}&n=500")
+            time.sleep(0.1)
+
+        # The stalled drain drops and says so; the other one gets every line.
+        l10 = _wait_log(daemon, "Error L10", "-s", "dynod", "-d", "logs")
+        assert re.search(
+            r" dynod\[logs\]: Error L10 \(output buffer overflow\): \d+ messages "
+            r"dropped since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00\.$",
+            l10,
+        )
+        rsyslog.wait_for(f"{tag}-29 499", timeout=30)
+        flood = [m for m in rsyslog.messages() if m["msg"].startswith(tag)]
+        assert len({m["msg"] for m in flood}) == 15000
+        started = time.monotonic()
+        daemon.ctl("ps", "-a", APP)
+        assert time.monotonic() - started < 3
+
+        # The receiver reads at last.  Every line of the history from its
+        # first one on either reached it, in order, or is counted in an L10.
+        frames = stalled.drain(quiet=2)
+        got = [_as_history_line(f) for f in frames]
+        history = _history(daemon)
+        window = history[history.index(got[0]) :]
+        assert got[-1] == window[-1]
+        kept = iter(window)
+        assert all(line in kept for line in got), "lines out of order or twice"
+        dropped = [
+            int(m.group(1))
+            for m in map(re.compile(r"Error L10 .*: (\d+) messages").search, window)
+            if m
+        ]
+        assert sum(dropped) == len(window) - len(got) > 5000
+    finally:
+        daemon.ctl("drains:remove", "-a", APP, stalled_url, check=False)
+        daemon.ctl("drains:remove", "-a", APP, good_url, check=False)
+        stalled.close()
 
 
 def test_logs_history_and_drain_cursor_survive_a_restart(

@@ -193,3 +193,70 @@ def test_logs_drain_certificate_failure_writes_l14_once(
         l14[0].split(" ", 1)[0] + " dynod[logs]: Error L14 (certificate validation): "
         'error="bad certificate" uri="syslog+tls://127.0.0.1:6514"'
     ]
+
+
+def _numbers(batches: list[Batch]) -> list[int]:
+    delivered = b"".join(b.data for b in batches)
+    return [int(n) for n in re.findall(rb"app\[web.1\]: n=(\d+)", delivered)]
+
+
+def test_logs_drain_receiver_holding_a_batch_still_bounds_and_tells(
+    tmp_path: Path,
+) -> None:
+    hub, rows, app_id = _setup(tmp_path)
+
+    async def main() -> None:
+        drain = rows.add(app_id, "syslog://127.0.0.1:1", hub.store.get(app_id).end())
+        fake = FakeTransport()
+        fake.gate.clear()
+        task = DrainTask(drain, hub, rows, fake, buffer_bytes=20_000)
+        running = asyncio.create_task(task.run())
+        # The first lines become a batch the receiver sits on; more pile up.
+        hub.emit_output("d1", app_id, "web.1", b"n=0")
+        await asyncio.sleep(0.05)
+        for i in range(1, 5000):
+            hub.emit_output("d1", app_id, "web.1", b"n=%d" % i)
+        # L10 is written while the batch is still held, not once it is let go.
+        await _until(lambda: any("Error L10" in x for x in hub.recent(app_id, 10)))
+        assert fake.sent == [] and task.dropped > 0
+        fake.gate.set()
+        await _until(lambda: any(b"Error L10" in b.data for b in fake.sent))
+        seen = _numbers(fake.sent)
+        # The held batch, then the newest lines without a gap; the rest counted.
+        assert seen[0] == 0 and seen[-1] == 4999
+        assert seen[1:] == list(range(seen[1], 5000))
+        assert len(seen) + task.dropped == 5000
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+
+    asyncio.run(main())
+
+
+def test_logs_drain_held_batch_that_then_fails_is_dropped_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(drains_module, "BACKOFF_FIRST", 0.01)
+    hub, rows, app_id = _setup(tmp_path)
+
+    async def main() -> None:
+        drain = rows.add(app_id, "syslog://127.0.0.1:1", hub.store.get(app_id).end())
+        fake = FakeTransport([DrainFailed("reset")])
+        fake.gate.clear()
+        task = DrainTask(drain, hub, rows, fake, buffer_bytes=20_000)
+        running = asyncio.create_task(task.run())
+        hub.emit_output("d1", app_id, "web.1", b"n=0")
+        await asyncio.sleep(0.05)
+        for i in range(1, 5000):
+            hub.emit_output("d1", app_id, "web.1", b"n=%d" % i)
+        await _until(lambda: task.dropped > 0)
+        fake.gate.set()
+        await _until(lambda: 4999 in _numbers(fake.sent))
+        seen = _numbers(fake.sent)
+        # The failed batch was older than what overflow dropped: it went too,
+        # counted, and nothing came twice.
+        assert 0 not in seen and seen == list(range(seen[0], 5000))
+        assert len(seen) + task.dropped == 5000
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+
+    asyncio.run(main())

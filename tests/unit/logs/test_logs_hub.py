@@ -6,7 +6,7 @@ import asyncio
 import re
 from pathlib import Path
 
-from dynod.logs.hub import LogHub
+from dynod.logs.hub import LogHub, Tail
 from dynod.logs.store import LogStore
 
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00"
@@ -91,3 +91,77 @@ def test_logs_flood_is_rate_limited_with_a_notice(tmp_path: Path) -> None:
     assert len(notice) == 1
     assert "dynod[web.1]: Error L12 (Log rate limit): 51 lines dropped" in notice[0]
     assert lines[-1].endswith("app[web.1]: c1")
+
+
+def _tail_run(tail_limit: int, script: list[tuple[str, int]]) -> list[str]:
+    """Drive one tail: ("emit", n) offers n numbered lines, ("read", n) reads n."""
+
+    async def main() -> list[str]:
+        tail = Tail(None, None, None, limit=tail_limit)
+        reader = tail.lines()
+        got: list[str] = []
+        sent = 0
+        for action, n in script:
+            if action == "emit":
+                for _ in range(n):
+                    tail.offer(f"T app[web.1]: n{sent}")
+                    sent += 1
+            elif action == "read":
+                for _ in range(n):
+                    got.append(await anext(reader))
+            else:
+                tail.close()
+                got.extend([line async for line in reader])
+        return got
+
+    return asyncio.run(main())
+
+
+def _dropped(line: str) -> int:
+    m = re.search(r"dynod\[logs\]: Error L11 \(Tail buffer overflow\) -> This tail "
+                  r"session dropped (\d+) messages since \S+$", line)  # fmt: skip
+    assert m, line
+    return int(m.group(1))
+
+
+def test_logs_tail_close_keeps_every_queued_line_and_tells_the_loss() -> None:
+    got = _tail_run(10, [("emit", 17), ("close", 0)])
+    # All ten queued lines, then the notice for the seven that did not fit.
+    assert got[:10] == [f"T app[web.1]: n{i}" for i in range(10)]
+    assert len(got) == 11 and _dropped(got[10]) == 7
+
+
+def test_logs_tail_notice_sits_where_the_lines_went_missing() -> None:
+    # Full, then lines lost, then room again: the notice comes before the first
+    # line queued after the gap, not before older lines.
+    got = _tail_run(4, [("emit", 6), ("read", 3), ("emit", 3), ("close", 0)])
+    assert got[:4] == [f"T app[web.1]: n{i}" for i in range(4)]
+    assert _dropped(got[4]) == 2
+    assert got[5:7] == ["T app[web.1]: n6", "T app[web.1]: n7"]
+    # n8 found the queue full again (the notice takes a place): told at the end.
+    assert len(got) == 8 and _dropped(got[7]) == 1
+
+
+def test_logs_tail_reader_that_caught_up_is_told_without_new_lines() -> None:
+    got = _tail_run(3, [("emit", 5), ("read", 4)])
+    assert got[:3] == [f"T app[web.1]: n{i}" for i in range(3)]
+    assert _dropped(got[3]) == 2
+
+
+def test_logs_tail_counts_only_lines_passing_its_filter(tmp_path: Path) -> None:
+    async def main() -> list[str]:
+        hub = LogHub(LogStore(tmp_path, 1 << 20))
+        tail = hub.subscribe("a", dyno="web.2")
+        tail.limit = 2
+        for i in range(5):
+            hub.emit("a", "app", "web.1", f"other {i}")
+            hub.emit("a", "app", "web.2", f"mine {i}")
+        hub.close()
+        return [line async for line in tail.lines()]
+
+    got = asyncio.run(main())
+    assert [x.split(" ", 1)[1] for x in got[:2]] == [
+        "app[web.2]: mine 0",
+        "app[web.2]: mine 1",
+    ]
+    assert len(got) == 3 and _dropped(got[2]) == 3

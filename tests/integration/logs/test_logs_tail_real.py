@@ -1,0 +1,221 @@
+"""Live tails end to end: the real ``dynoctl logs -t``, and a client that stalls."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.daemon import REPO, VENV_BIN, Daemon, make_daemon
+
+pytestmark = pytest.mark.integration
+
+APP = "tails"
+LOG_APP = REPO / "tests" / "fixtures" / "apps" / "log-writer"
+L11 = re.compile(
+    r"^\S+ dynod\[logs\]: Error L11 \(Tail buffer overflow\) -> This tail session "
+    r"dropped (\d+) messages since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$"
+)
+
+
+@pytest.fixture(scope="module")
+def daemon(shared_stack_dir: Path) -> Iterator[Daemon]:
+    base = Path(tempfile.mkdtemp(prefix="dynod-tails-"))
+    d = make_daemon(base, shared_stack_dir)
+    (base / "none.toml").write_text("")
+    try:
+        d.start()
+        d.ctl("apps:create", APP)
+        d.ctl("deploy", "-a", APP, str(LOG_APP))
+        d.wait_for(APP, "/log?tag=boot", "ok")
+        yield d
+    finally:
+        d.destroy()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _logs(d: Daemon, *args: str) -> list[str]:
+    return d.ctl("logs", "-a", APP, *args).stdout.splitlines()
+
+
+def _wait_log(d: Daemon, text: str, *args: str, timeout: float = 20) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in _logs(d, "-n", "1500", *args):
+            if text in line:
+                return line
+        time.sleep(0.2)
+    pytest.fail(f"no log line with {text!r}; last: {_logs(d, '-n', '20')}")
+
+
+class Follower:
+    """A running ``dynoctl logs -t``; its stdout is read line by line as it comes."""
+
+    def __init__(self, d: Daemon, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [str(VENV_BIN / "dynoctl"), "logs", "-t", "-a", APP, *args],
+            env=d.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+
+    def wait_for(self, text: str, timeout: float = 20) -> int:
+        """The index of the first line holding ``text``, once it has come."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for i, line in enumerate(self.lines):
+                    if text in line:
+                        return i
+                left = deadline - time.monotonic()
+                if left <= 0 or self.proc.poll() is not None:
+                    pytest.fail(f"the follower never printed {text!r}: {self.lines}")
+                self._changed.wait(left)
+
+    def stop(self) -> tuple[int, str]:
+        """Ctrl-C, as a user ends a tail; the exit status and stderr."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._reader.join(10)
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        stderr = self.proc.stderr.read()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        return self.proc.returncode, stderr
+
+
+def test_logs_follow_prints_live_lines_and_filters_them(daemon: Daemon) -> None:
+    everything = Follower(daemon, "-n", "1")
+    web_only = Follower(daemon, "-n", "1", "-s", "app", "-p", "web")
+    router_only = Follower(daemon, "-n", "1", "-s", "dynod", "-d", "router")
+    followers = (everything, web_only, router_only)
+    try:
+        # Each has printed its line of history: it is subscribed.
+        for f in followers:
+            f.wait_for(" ")
+        ready = {id(f): len(f.lines) for f in followers}
+
+        daemon.get(APP, "/log?tag=live&n=3")
+        daemon.ctl("run:detached", "-a", APP, "--", "python3", "-c", "print('oneoff')")
+        everything.wait_for("]: oneoff")
+        daemon.get(APP, "/log?tag=last&n=1")
+        everything.wait_for('path="/log?tag=last')
+        web_only.wait_for("]: last 0")
+        router_only.wait_for('path="/log?tag=last')
+
+        live = {id(f): f.lines[ready[id(f)] :] for f in followers}
+        got = live[id(everything)]
+        assert [x.split(" ", 1)[1] for x in got if " app[web." in x] == [
+            "app[web.1]: live 0",
+            "app[web.1]: live 1",
+            "app[web.1]: live 2",
+            "app[web.1]: last 0",
+        ]
+        assert any(re.search(r" app\[run\.\d+\]: oneoff$", x) for x in got)
+        assert any(" dynod[router]: " in x and "tag=live" in x for x in got)
+        # The filters hold for live lines as they do for history.
+        assert [x.split(" ", 1)[1] for x in live[id(web_only)]] == [
+            "app[web.1]: live 0",
+            "app[web.1]: live 1",
+            "app[web.1]: live 2",
+            "app[web.1]: last 0",
+        ]
+        routed = live[id(router_only)]
+        assert routed and all(" dynod[router]: " in x for x in routed)
+        assert any("tag=live" in x for x in routed)
+    finally:
+        results = [f.stop() for f in followers]
+    # Ctrl-C ends a tail as a success, with nothing on stderr.
+    assert results == [(0, "")] * 3
+
+
+def _connect_tail(d: Daemon, query: str) -> tuple[socket.socket, bytes]:
+    """A raw HTTP/1.0 log-stream request; returns once history has begun to come."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(20)
+    sock.connect(str(d.run_dir / "api.sock"))
+    sock.sendall(
+        f"GET /apps/{APP}/log-stream?{query} HTTP/1.0\r\nHost: dynod\r\n\r\n".encode()
+    )
+    got = b""
+    # The history is read after the tail subscribed: a line of it means the
+    # live part is on.
+    while b"\r\n\r\n" not in got or not got.split(b"\r\n\r\n", 1)[1].count(b"\n"):
+        chunk = sock.recv(65536)
+        assert chunk, got
+        got += chunk
+    head, body = got.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.0 200"), head
+    return sock, body
+
+
+def test_logs_slow_tail_client_is_told_exactly_what_it_missed(daemon: Daemon) -> None:
+    tag = "slowtail-" + "x" * 200
+    flood = 15000
+    sock, body = _connect_tail(daemon, "tail=true&lines=1&type=web")
+    try:
+        # The client stops reading; the web dyno logs far more than the
+        # tail's queue and the socket hold.
+        daemon.get(APP, f"/log?tag={tag}&n={flood}")
+        _wait_log(daemon, f"{tag} {flood - 1}", "-p", "web")
+
+        # Meanwhile the API answers and other dynos' lines go through.
+        started = time.monotonic()
+        daemon.ctl("ps", "-a", APP)
+        assert time.monotonic() - started < 3
+        daemon.ctl("run:detached", "-a", APP, "--", "python3", "-c", "print('other')")
+        _wait_log(daemon, "]: other", "-p", "run")
+
+        # Now it reads: every line it got, then the notice for the rest.
+        lines: list[str] = []
+        while not lines or not L11.match(lines[-1]):
+            chunk = sock.recv(1 << 20)
+            assert chunk, lines[-3:]
+            body += chunk
+            *whole, rest = body.split(b"\n")
+            lines += [x.decode() for x in whole]
+            body = rest
+        numbers = [int(x.rsplit(" ", 1)[1]) for x in lines if f"]: {tag} " in x]
+        notice = L11.match(lines[-1])
+        assert notice is not None
+        missed = int(notice.group(1))
+        # The oldest lines were kept in order, the newest counted as missed.
+        assert numbers == list(range(len(numbers)))
+        assert missed > 0 and len(numbers) + missed == flood
+        own = _logs(daemon, "-n", "1500", "-s", "dynod", "-p", "web")
+        assert not any("Error L12" in x for x in own)
+
+        # The tail carries on after the notice.
+        daemon.get(APP, "/log?tag=caught-up&n=1")
+        while "caught-up 0" not in body.decode():
+            chunk = sock.recv(65536)
+            assert chunk
+            body += chunk
+    finally:
+        sock.close()
