@@ -193,6 +193,8 @@ class Daemon:
 
         # Stop serving; dynos, the router and the firewall stay for the next daemon.
         log.info("dynod stopping; dynos keep running")
+        # Live tails would hold the API's shutdown until they time out.
+        hub.end_tails()
         await runner.cleanup()
         await certs.close()
         await releases.close()

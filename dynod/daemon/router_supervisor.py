@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import socket
 import subprocess
@@ -50,6 +49,8 @@ class RouterSupervisor:
         self.on_line = on_line
         self._sock: socket.socket | None = None
         self._task: asyncio.Task[None] | None = None
+        # The router this daemon started, if it did (else it adopted one).
+        self._proc: subprocess.Popen[bytes] | None = None
 
     async def start(self) -> None:
         # Listen for log lines first, so the router's first requests are logged.
@@ -62,10 +63,10 @@ class RouterSupervisor:
         self._sock = sock
         asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
 
-        if router_pid(self.config.run_dir, self.config.instance) is None:
-            self._spawn()
-        else:
+        if self._running():
             log.info("adopted running router")
+        else:
+            self._spawn()
         self._task = asyncio.ensure_future(self._watch())
 
     def _spawn(self) -> None:
@@ -91,7 +92,7 @@ class RouterSupervisor:
             str(cert_dir(c.run_dir)),
         ]
         # Its own session: a signal to dynod's process group leaves it running.
-        subprocess.Popen(
+        self._proc = subprocess.Popen(
             argv,
             start_new_session=True,
             stdin=subprocess.DEVNULL,
@@ -99,16 +100,24 @@ class RouterSupervisor:
         )
         log.info("started router", port=c.http_port, workers=c.router_workers)
 
+    def _running(self) -> bool:
+        """Whether the instance has a router, serving or still starting.
+
+        The pid file appears only once every worker listens, which on a busy
+        host can take seconds: a router this daemon started counts from the
+        start, or a second one would be started beside it (and outlive it,
+        since SO_REUSEPORT lets both bind).  Polling it also reaps it.
+        """
+        if self._proc is not None and self._proc.poll() is None:
+            return True
+        return router_pid(self.config.run_dir, self.config.instance) is not None
+
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(CHECK_INTERVAL)
-            # Reap a router we started that has exited, then start a new one.
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(-1, os.WNOHANG)
-            if router_pid(self.config.run_dir, self.config.instance) is None:
+            if not self._running():
                 log.warning("router is not running; starting it again")
                 self._spawn()
-                await asyncio.sleep(CHECK_INTERVAL)
 
     def _readable(self) -> None:
         assert self._sock is not None

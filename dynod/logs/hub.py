@@ -401,12 +401,16 @@ class LogHub:
             del self._flows[key]
         self.store.remove(app_id)
 
-    def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+    def end_tails(self) -> None:
+        """End every live tail once it has sent what is queued for it."""
         self.flush()
         for tails in self._tails.values():
             for tail in tails:
                 tail.close()
         self._tails.clear()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self.end_tails()
         self.store.close()
