@@ -166,8 +166,13 @@ async def create_app(request: web.Request) -> web.Response:
 
 @routes.get("/apps/{app}")
 async def show_app(request: web.Request) -> web.Response:
-    """Show an app."""
-    return web.json_response(views.app_view(_app(request), _api(request).config))
+    """Show an app, with when its current release was made."""
+    api = _api(request)
+    app = _app(request)
+    released = None
+    if app.current_release is not None:
+        released = api.store.release(app, str(app.current_release)).created_at
+    return web.json_response(views.app_view(app, api.config, released))
 
 
 @routes.delete("/apps/{app}")

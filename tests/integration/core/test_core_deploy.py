@@ -30,6 +30,10 @@ def test_deploy_serves_through_the_router(deployed: Daemon) -> None:
     status, body = deployed.get(APP, "/")
     assert status == 200
     assert f"of {APP}" in body and "(release v1)" in body
+    info = deployed.ctl_json("apps:info", "-a", APP)
+    (v1,) = deployed.ctl_json("releases", "-a", APP)
+    assert info["current_release"] == 1
+    assert info["released_at"] == v1["created_at"]
 
 
 def test_unknown_host_is_404(deployed: Daemon) -> None:
