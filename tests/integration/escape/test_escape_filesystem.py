@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from escape_support import World
+from escape_support import Runner, World
 
 pytestmark = pytest.mark.integration
 
@@ -126,9 +126,9 @@ def test_read_another_apps_slug(world: World) -> None:
     assert result == ["ENOENT"] * len(slugs)
 
 
-def test_read_another_apps_config_vars(world: World) -> None:
+def test_read_another_apps_config_vars(world: World, inside: Runner) -> None:
     # Anywhere a config var could show: environments of every visible process.
-    result = world.inside(
+    result = inside(
         "found = []\n"
         "for p in os.listdir('/proc'):\n"
         "    try:\n"
@@ -137,18 +137,18 @@ def test_read_another_apps_config_vars(world: World) -> None:
         "        pass\n"
         "result = '\\n'.join(found)"
     )
-    assert "DYNO=run." in result  # the search did read environments
+    assert "DYNO=" in result  # the search did read environments
     assert world.secret not in result
 
 
-def test_reach_the_api_socket(world: World) -> None:
+def test_reach_the_api_socket(world: World, inside: Runner) -> None:
     sockets = [
         str(world.daemon.run_dir / "api.sock"),
         "/run/dynod/api.sock",
         "/var/run/docker.sock",
         "/run/containerd/containerd.sock",
     ]
-    result = world.inside(
+    result = inside(
         f"result = [attempt(lambda p: socket.socket(socket.AF_UNIX).connect(p), p)"
         f" for p in {sockets!r}]"
     )

@@ -99,7 +99,11 @@ class World:
     def dynos(self) -> dict[str, Dyno]:
         return {d.name: d for d in self.manager.dynos.values() if not d.replaced}
 
-    def deploy(self, web: int = 1, worker: int = 0) -> None:
+    def deploy(
+        self, web: int = 1, worker: int = 0, types: dict[str, str] | None = None
+    ) -> None:
+        """A new release of the ``demo`` app (``types``: its Procfile) and
+        the formation web=``web`` worker=``worker``."""
         try:
             app = self.store.app("demo")
         except Exception:
@@ -109,7 +113,7 @@ class World:
             description="Deploy",
             slug_digest="d1",
             config={},
-            process_types={"web": "python3 app.py", "worker": "python3 w.py"},
+            process_types=types or {"web": "python3 app.py", "worker": "python3 w.py"},
             user="root",
             status=ReleaseStatus.SUCCEEDED,
         )

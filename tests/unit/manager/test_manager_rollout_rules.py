@@ -12,7 +12,6 @@ from dynod.manager.manager import DRAIN_TIMEOUT
 from dynod.manager.states import DynoState
 from dynod.runtime.agent import DynoHandle
 from dynod.runtime.spec import DynoSpec
-from dynod.state.records import ReleaseStatus
 from tests.unit.manager.fakes import World
 
 
@@ -109,22 +108,31 @@ async def test_health_path_gates_a_web_dyno_through_the_router(world: World) -> 
     )
 
 
-async def test_failing_health_check_is_r10_and_the_old_dyno_keeps_serving(
-    world: World,
-) -> None:
+async def _successor_fails_its_checks(world: World) -> tuple[str, list[bool]]:
+    """v1's web.1 serves; v2's fails its health check until it boots out (R10).
+
+    Returns v1's dyno id and a switch: ``healthy[0] = True`` makes checks pass.
+    """
     world.deploy(web=1)
     await world.converge()
     old = world.agent.by_name("web.1")
     _set(world, health_path="/health", boot_timeout=10)
-    healthy = False
+    healthy = [False]
 
     async def check(c: Check) -> int | None:
-        return 200 if healthy else 500
+        return 200 if healthy[0] else 500
 
     world.manager.check_status = check
     world.deploy(web=1)
     await world.converge()
     await world.clock.advance(10.5)
+    return old, healthy
+
+
+async def test_failing_health_check_is_r10_and_the_old_dyno_keeps_serving(
+    world: World,
+) -> None:
+    old, healthy = await _successor_fails_its_checks(world)
     assert any(
         "Error R10 (Boot timeout) -> Web process did not answer GET /health with a "
         "2xx or 3xx within 10 seconds of launch (last answer: 500)" in line
@@ -136,7 +144,7 @@ async def test_failing_health_check_is_r10_and_the_old_dyno_keeps_serving(
     await world.clock.advance(25.0)
     assert old in world.agent.running
 
-    healthy = True
+    healthy[0] = True
     await world.clock.advance(30.0)
     assert old not in world.agent.running
     (new,) = [d for d in world.manager.dynos.values() if d.name == "web.1"]
@@ -168,19 +176,7 @@ async def test_old_web_dyno_stops_when_its_successor_is_scaled_away(
 async def test_old_web_dyno_serves_on_while_a_crashed_successor_is_replaced(
     world: World,
 ) -> None:
-    world.deploy(web=1)
-    await world.converge()
-    old = world.agent.by_name("web.1")
-    _set(world, health_path="/health", boot_timeout=10)
-    healthy = False
-
-    async def check(c: Check) -> int | None:
-        return 200 if healthy else 500
-
-    world.manager.check_status = check
-    world.deploy(web=1)
-    await world.converge()
-    await world.clock.advance(10.5)
+    old, healthy = await _successor_fails_its_checks(world)
     assert old in world.agent.running
 
     # The next release forgets the crashed successor before it has started
@@ -193,7 +189,7 @@ async def test_old_web_dyno_serves_on_while_a_crashed_successor_is_replaced(
         return await unpack(digest, uid, gid)
 
     world.manager._slug_dir = slow_unpack
-    healthy = True
+    healthy[0] = True
     world.deploy(web=1)
     rolling = asyncio.ensure_future(world.manager.reconcile("demo"))
 
@@ -257,17 +253,7 @@ async def test_a_type_gone_from_the_procfile_is_stopped(world: World) -> None:
     assert len(workers) == 2
 
     # The next release's Procfile has web only; its formation still says 2.
-    app = world.store.app("demo")
-    release = world.store.create_release(
-        app,
-        description="Deploy",
-        slug_digest="d2",
-        config={},
-        process_types={"web": "python3 app.py"},
-        user="root",
-        status=ReleaseStatus.SUCCEEDED,
-    )
-    world.store.update_app("demo", current_release=release.version)
+    world.deploy(web=1, worker=2, types={"web": "python3 app.py"})
     await world.converge()
     await world.clock.advance(1.0)
     assert workers <= world.agent.terminated

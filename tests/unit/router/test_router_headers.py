@@ -236,5 +236,5 @@ def test_error_response_is_complete_http() -> None:
 
 def test_log_sender_never_raises_without_a_listener() -> None:
     sender = LogSender("/nonexistent/dir/logs.sock")
-    sender.send("app", "line")
+    sender.send("app", b"line")
     sender.close()
