@@ -105,7 +105,7 @@ async def dispatch(ex: Exchange, avoid: Key | None = None) -> None:
         ex.attempts += 1
         conn = None if avoid is not None else ctx.pool.take(dyno.key)
         if conn is not None:
-            ex.attach(dyno, conn, None)
+            ex.attach(dyno, conn, None, ctx.loop.time())
             return
         began = ctx.loop.time()
         timeout = min(settings.connect_timeout, max(0.0, budget_end - began))
@@ -120,7 +120,8 @@ async def dispatch(ex: Exchange, avoid: Key | None = None) -> None:
                 # The client left while we connected: keep the connection warm.
                 ctx.pool.put(conn, ctx.loop.time())
                 return
-            ex.attach(dyno, conn, int((ctx.loop.time() - began) * 1000))
+            now = ctx.loop.time()
+            ex.attach(dyno, conn, int((now - began) * 1000), now)
             return
         ctx.quarantine(dyno)
         if ex.done:
@@ -161,7 +162,8 @@ async def _dispatch_check(ex: Exchange, dyno: DynoRoute) -> None:
     if ex.done:
         conn.close()
         return
-    ex.attach(dyno, conn, int((ctx.loop.time() - began) * 1000))
+    now = ctx.loop.time()
+    ex.attach(dyno, conn, int((now - began) * 1000), now)
 
 
 async def _connect(ex: Exchange, dyno: DynoRoute) -> UpstreamConnection:

@@ -20,9 +20,64 @@ import socket
 
 from dynod.router.hcodes import HCode
 
-# Characters of log records per datagram: far below the socket's send buffer,
-# which bounds a unix datagram's size.
+# Bytes of log records per datagram: far below the socket's send buffer, which
+# bounds a unix datagram's size.
 _DATAGRAM_BUDGET = 32 * 1024
+
+
+# The whole line but its optional parts, as one template: the line is made with
+# a single ``%`` on bytes, from values that are bytes already.
+_LINE = (
+    b'%smethod=%s path="%s" host=%s request_id=%s fwd="%s" dyno=%s '
+    b"connect=%s service=%s status=%d bytes=%d protocol=http%s"
+)
+
+
+def format_record(
+    code: HCode | None,
+    method: bytes,
+    path: bytes,
+    host: bytes,
+    request_id: bytes,
+    fwd: bytes,
+    dyno: bytes,
+    connect_ms: int | None,
+    service_ms: int | None,
+    status: int,
+    nbytes: int,
+    cause: str | None = None,
+    sock: str | None = None,
+) -> bytes:
+    """One router log line as UTF-8; ``None`` times print as empty values.
+
+    The text arguments are UTF-8 already (see :func:`header_text` for values
+    taken from a request).  ``cause`` (after ``desc``) says what was wrong
+    with a refused request; ``sock`` (last) names the side whose socket ended
+    an exchange early.
+    """
+    if code is None:
+        head = b"at=info "
+    else:
+        head = f'at={code.level.value} code={code.code} desc="{code.desc}" '.encode()
+    if cause is not None:
+        head += b'cause="%s" ' % cause.encode()
+    # Quotes inside quoted values would let a client forge fields.
+    return _LINE % (
+        head, method, path.replace(b'"', b"%22"), host, request_id,
+        fwd.replace(b'"', b"%22"), dyno,
+        b"" if connect_ms is None else b"%dms" % connect_ms,
+        b"" if service_ms is None else b"%dms" % service_ms,
+        status, nbytes, b"" if sock is None else b" sock=" + sock.encode(),
+    )  # fmt: skip
+
+
+def header_text(raw: bytes) -> bytes:
+    """Bytes from a request line or header as the UTF-8 text of the log line.
+
+    Such bytes are Latin-1 (RFC 9110 §5.5); nearly all are ASCII, which is
+    the same in both and needs no decoding.
+    """
+    return raw if raw.isascii() else raw.decode("latin-1").encode()
 
 
 def format_line(
@@ -41,29 +96,12 @@ def format_line(
     cause: str | None = None,
     sock: str | None = None,
 ) -> str:
-    """One router log line; ``None`` times print as empty values (``connect=``).
-
-    ``cause`` (after ``desc``) says what was wrong with a refused request;
-    ``sock`` (last) names the side whose socket ended an exchange early.
-    """
-    connect = "" if connect_ms is None else f"{connect_ms}ms"
-    service = "" if service_ms is None else f"{service_ms}ms"
-    # Quotes inside quoted values would let a client forge fields.
-    path = path.replace('"', "%22")
-    fwd = fwd.replace('"', "%22")
-    head = (
-        "at=info "
-        if code is None
-        else f'at={code.level.value} code={code.code} desc="{code.desc}" '
-    )
-    if cause is not None:
-        head += f'cause="{cause}" '
-    tail = "" if sock is None else f" sock={sock}"
-    return (
-        f'{head}method={method} path="{path}" host={host} request_id={request_id} '
-        f'fwd="{fwd}" dyno={dyno} connect={connect} service={service} '
-        f"status={status} bytes={nbytes} protocol=http{tail}"
-    )
+    """:func:`format_record` for text: the same line, as ``str``."""
+    return format_record(
+        code, method.encode(), path.encode(), host.encode(), request_id.encode(),
+        fwd.encode(), dyno.encode(), connect_ms, service_ms, status, nbytes,
+        cause, sock,
+    ).decode()  # fmt: skip
 
 
 class LogSender:
@@ -81,19 +119,21 @@ class LogSender:
         self._loop = loop
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.setblocking(False)
-        self._batch: list[str] = []
+        self._batch: list[bytes] = []
         self._size = 0
 
-    def send(self, app: str, line: str) -> None:
+    def send(self, app: str, line: bytes) -> None:
         """Queue one line for ``app``; never blocks, never raises."""
-        record = f"{app}\n{line}"
+        name = app.encode()
         if self._loop is None:
-            self._send(record)
+            self._send(b"%s\n%s" % (name, line))
             return
         if not self._batch:
             self._loop.call_soon(self.flush)
-        self._batch.append(record)
-        self._size += len(record)
+        # Records and their two halves are all joined by newlines, so the
+        # halves are queued apart and the datagram is made by one join.
+        self._batch += (name, line)
+        self._size += len(name) + len(line) + 2
         if self._size >= _DATAGRAM_BUDGET:
             self.flush()
 
@@ -101,13 +141,13 @@ class LogSender:
         """Send the queued lines now."""
         if self._batch:
             batch, self._batch, self._size = self._batch, [], 0
-            self._send("\n".join(batch))
+            self._send(b"\n".join(batch))
 
-    def _send(self, text: str) -> None:
+    def _send(self, data: bytes) -> None:
         # Missing socket, nobody bound, or dynod's queue is full: the request
         # matters more than its log line.
         with contextlib.suppress(OSError):
-            self._sock.sendto(text.encode(), self._path)
+            self._sock.sendto(data, self._path)
 
     def close(self) -> None:
         self.flush()

@@ -86,7 +86,7 @@ def relay_head(ex: Exchange, status: int, head: bytes) -> int:
     if not has_id:
         parts.append(b"X-Request-Id: %s\r\n" % ex.info.request_id)
     parts.append(b"Via: 1.1 dynod\r\n\r\n")
-    ex.proxy.write(b"".join(parts))
+    ex.proxy.write_parts(parts)
     ex.response_started = True
     if head_only:
         conn = ex.upstream

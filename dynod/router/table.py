@@ -60,11 +60,12 @@ class DynoRoute:
     name: str
     addr: str
     port: int
+    # Where the dyno listens; also the key of its connection pool.  Made once
+    # here, not per request: every request looks its pool up by it.
+    key: tuple[str, int] = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> tuple[str, int]:
-        """Where the dyno listens; also the key of its connection pool."""
-        return (self.addr, self.port)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (self.addr, self.port))
 
 
 @dataclass(frozen=True, slots=True)

@@ -231,5 +231,5 @@ def _answer_challenge(ex: Exchange, challenge_dir: Path) -> bool:
         b"Connection: %s\r\n\r\n%s"
         % (len(body), b"keep-alive" if keep else b"close", body)
     )
-    ex.proxy.exchange_finished(ex, keep)
+    ex.proxy.exchange_finished(ex, keep, ex.proxy.ctx.loop.time())
     return True

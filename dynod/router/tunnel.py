@@ -57,5 +57,5 @@ def end_upgraded(ex: Exchange) -> None:
     ex.done = True
     ex.release()
     ex.drop_upstream()
-    ex.log(None, 101)
+    ex.log(None, 101, ex.proxy.ctx.loop.time())
     ex.proxy.close()

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 Key = tuple[str, int]
 # After "HTTP/1.1 ": a final status and a reason phrase (RFC 9112 §4).
-_STATUS_LINE = re.compile(rb"[2-5][0-9][0-9] [\t\x20-\x7e\x80-\xff]*")
+_STATUS_LINE = re.compile(rb"[2-5][0-9][0-9] [\t\x20-\x7e\x80-\xff]*+")
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -31,8 +31,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     __slots__ = (
         "_head", "_head_only", "_in_head", "_interim", "_parser", "_relayed",
-        "_tunnel", "closed", "exchange", "idle_since", "key", "pool", "transport",
-        "used",
+        "_tunnel", "closed", "exchange", "idle_since", "key", "pool",
+        "reading_paused", "transport", "used",
     )  # fmt: skip
 
     def __init__(self, pool: UpstreamPool, key: Key) -> None:
@@ -43,6 +43,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.idle_since = 0.0
         self.used = False
+        # Set while the client's full socket holds back reading from the dyno.
+        self.reading_paused = False
         self._parser = httptools.HttpResponseParser(self)
         # The bytes of the response head being received: the parser checks
         # the head, and the router relays its lines without re-serialising.
@@ -67,6 +69,9 @@ class UpstreamConnection(asyncio.Protocol):
             # A dyno speaking out of turn cannot be trusted with the next request.
             self.close()
             return
+        # Any byte resets the exchange's idle clock; its calls made from this
+        # read take their time from it too.
+        ex.last_io = ex.proxy.ctx.loop.time()
         if self._tunnel:
             ex.from_dyno(data)
             return
@@ -118,7 +123,7 @@ class UpstreamConnection(asyncio.Protocol):
         and only skips relaying the head again.  Returns False, having done
         nothing, when the head is not plain or not complete in ``data``.
         """
-        if data[:9] != b"HTTP/1.1 " or ex.method == b"HEAD":
+        if not data.startswith(b"HTTP/1.1 ") or ex.method == b"HEAD":
             return False
         end = data.find(b"\r\n\r\n")
         eol = data.find(b"\r\n")
@@ -220,10 +225,12 @@ class UpstreamConnection(asyncio.Protocol):
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self.closed:
+            self.reading_paused = True
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
         if self.transport is not None and not self.closed:
+            self.reading_paused = False
             self.transport.resume_reading()
 
     def close(self) -> None:
@@ -264,13 +271,17 @@ class UpstreamPool:
         if live is not None and conn.key not in live:
             conn.close()
             return
-        conns = self._idle.setdefault(conn.key, [])
+        conns = self._idle.get(conn.key)
+        if conns is None:
+            conns = self._idle[conn.key] = []
         if len(conns) >= self._size:
             conn.close()
             return
         conn.idle_since = now
         conn.used = True
-        conn.resume_reading()
+        # A pooled connection must read, to notice the dyno closing it.
+        if conn.reading_paused:
+            conn.resume_reading()
         conns.append(conn)
 
     def discard(self, conn: UpstreamConnection) -> None:

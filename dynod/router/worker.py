@@ -163,7 +163,4 @@ async def _housekeeping(ctx: WorkerContext) -> None:
         head_limit = now - settings.header_timeout
         idle_limit = now - settings.idle_timeout
         for conn in list(ctx.connections):
-            if conn.active is not None:
-                conn.active.check_idle(idle_limit)
-            if conn.idle and conn.last_active < (head_limit if conn.in_head else limit):
-                conn.close()
+            conn.check_timeouts(idle_limit, head_limit, limit)

@@ -1,21 +1,34 @@
-"""Throughput and latency of the router against nginx as a reverse proxy.
+"""Throughput, latency and CPU cost of the router against nginx as a reverse proxy.
 
-One run, one backend, one load generator:
+One backend, one load generator, three targets:
 
 - backend: nginx (1 worker) answering a small static body on loopback;
-- load: ``wrk -t2 -c50 -d10s --latency`` against, in turn,
+- load: ``wrk -t2 -c50 -d<S>s --latency`` against
   1. the backend directly (the anchor),
-  2. dynod's router (``--workers N``),
-  3. nginx as a reverse proxy with upstream keep-alive and N workers.
+  2. dynod's router (``--workers N``, one ``SO_REUSEPORT`` socket each),
+  3. nginx as a reverse proxy with upstream keep-alive, N workers and
+     ``reuseport`` on its listen, so both proxies spread connections the
+     same way.
 
-Prints requests/s and p50/p99 latency per target, and the router's share of
-nginx's throughput (goal: at least 0.5) and the latency each proxy adds at
-p99 (goal: the router's at most twice nginx's).  Then ``--idle-connections``
-(default 10,000) keep-alive connections are opened from a client process and
-left idle, and the router's RSS per connection is printed.  Every process is
-stopped and every temp file removed at the end, also on failure.
+The targets take turns, ``--rounds`` times (the order rotating each round),
+so a noisy neighbour on the machine weighs on all three alike; the figures
+printed are medians over the rounds.  Per target: requests/s, p50 and p99
+latency, and the proxy processes' CPU time (user + system, from
+``/proc/PID/stat``) per request -- on a shared machine CPU per request is
+steadier than requests/s.  Then the router's share of nginx's throughput
+(goal: at least 0.5) and the p99 latency each proxy adds to the anchor's
+(goal: the router's at most twice nginx's).  nginx keeps ``access_log off``;
+the router still makes its per-request log line, and sends it to a
+``logs.sock`` nobody listens on here.  Any wrk socket error or non-2xx
+response fails the run.
+
+Before the load, ``--idle-connections`` (default 10,000) keep-alive
+connections are opened from a client process and left idle, and the router's
+RSS per connection is printed.  Every process is stopped and every temp file
+removed at the end, also on failure.  Needs root, nginx and wrk.
 
     .venv/bin/python tests/bench/bench_router.py [--workers N] [--duration S]
+        [--rounds R] [--idle-connections C]
 """
 
 from __future__ import annotations
@@ -29,10 +42,12 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,7 +71,7 @@ http {{
 _BACKEND = """server {{ listen 127.0.0.1:{port};
     location / {{ default_type text/plain; return 200 "{text}"; }} }}"""
 _PROXY = """upstream backend {{ server 127.0.0.1:{backend}; keepalive 128; }}
-  server {{ listen 127.0.0.1:{port};
+  server {{ listen 127.0.0.1:{port} reuseport;
     location / {{ proxy_pass http://backend; proxy_http_version 1.1;
                  proxy_set_header Connection ""; }} }}"""
 
@@ -88,19 +103,61 @@ def start_nginx(workdir: Path, workers: int, body: str) -> subprocess.Popen[byte
 
 
 def wrk(url: str, host: str, duration: int) -> dict[str, float]:
-    """Run wrk once; returns requests/s, p50 and p99 in milliseconds."""
+    """Run wrk once; returns requests, requests/s, p50 and p99 in milliseconds.
+
+    Exits, printing wrk's report, if any connection failed or any response
+    was not a success: a figure made partly of errors would mislead.
+    """
     cmd = ["wrk", "-t2", "-c50", f"-d{duration}s", "--latency", "-H", f"Host: {host}"]
     out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if errors:
-        raise SystemExit(f"{url}: {errors.group(1)} failed responses\n{out}")
+    # wrk prints these lines only when there is something to report.
+    for failure in (r"Socket errors: .*", r"Non-2xx or 3xx responses: \d+"):
+        found = re.search(failure, out)
+        if found:
+            raise SystemExit(f"{url}: wrk reported {found.group(0)}\n{out}")
+
+    def number(pattern: str) -> float:
+        found = re.search(pattern, out, re.M)
+        if found is None:
+            raise SystemExit(f"{url}: no {pattern!r} in wrk's report\n{out}")
+        return float(found.group(1))
 
     def pct(p: str) -> float:
-        value, unit = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)$", out, re.M).groups()  # type: ignore[union-attr]
-        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+        found = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)$", out, re.M)
+        if found is None:
+            raise SystemExit(f"{url}: no p{p} in wrk's report\n{out}")
+        return (
+            float(found.group(1))
+            * {"us": 0.001, "ms": 1.0, "s": 1000.0}[found.group(2)]
+        )
 
-    return {"rps": rps, "p50": pct("50"), "p99": pct("99")}
+    return {
+        "requests": number(r"^\s*(\d+) requests in"),
+        "rps": number(r"Requests/sec:\s+([\d.]+)"),
+        "p50": pct("50"),
+        "p99": pct("99"),
+    }
+
+
+def children(proc: subprocess.Popen[bytes]) -> list[int]:
+    """The pids of ``proc``'s children: the router's or nginx's workers."""
+    out = subprocess.run(
+        ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
+    ).stdout
+    return [int(p) for p in out.split()]
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU time the processes ``pids`` have used so far."""
+    total = 0
+    for pid in pids:
+        # Fields 14 and 15 (utime, stime), counted after the ")" ending the name.
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / _TICK
 
 
 _IDLE_CLIENT = """
@@ -135,12 +192,7 @@ def rss_kib(pids: list[int]) -> int:
 def idle_memory(router: subprocess.Popen[bytes], port: int, count: int) -> None:
     """Open ``count`` keep-alive connections, one request each, and leave them
     idle; print the router workers' RSS growth per connection."""
-    workers = [
-        int(p)
-        for p in subprocess.run(
-            ["pgrep", "-P", str(router.pid)], capture_output=True, text=True
-        ).stdout.split()
-    ]
+    workers = children(router)
     before = rss_kib(workers)
     client = subprocess.Popen(
         [sys.executable, "-c", _IDLE_CLIENT, str(port), str(count)],
@@ -173,10 +225,28 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--duration", type=int, default=10)
-    parser.add_argument("--idle-connections", type=int, default=10_000)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="router and nginx proxy workers"
+    )
+    parser.add_argument(
+        "--duration", type=int, default=10, help="seconds of load per target and round"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="turns each target takes; medians reported",
+    )
+    parser.add_argument(
+        "--idle-connections",
+        type=int,
+        default=10_000,
+        help="idle keep-alive connections for the memory figure (0: skip)",
+    )
     args = parser.parse_args()
 
     # The router inherits this: it must hold the idle connections.
@@ -235,35 +305,84 @@ def main() -> None:
         if args.idle_connections:
             idle_memory(router, router_port, args.idle_connections)
 
-        # Each target in turn, under the same load; a short warm-up first.
+        # The targets take turns, the order rotating each round; a short
+        # warm-up each first.  CPU is counted for the proxies' workers only.
         targets = [
-            ("backend direct (anchor)", backend_port),
-            (f"dynod router, {args.workers} workers", router_port),
-            (f"nginx proxy, {args.workers} workers", proxy_port),
+            ("backend direct (anchor)", backend_port, []),
+            (f"dynod router, {args.workers} workers", router_port, children(router)),
+            (f"nginx proxy, {args.workers} workers", proxy_port, children(proxy)),
         ]
-        results = {}
-        for name, port in targets:
-            url = f"http://127.0.0.1:{port}/"
-            wrk(url, "bench.localhost", 1)
-            results[name] = wrk(url, "bench.localhost", args.duration)
-
-        print(f"wrk -t2 -c50 -d{args.duration}s, {os.cpu_count()} CPUs, loopback")
-        print(f"{'target':32} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
-        for name, r in results.items():
-            print(f"{name:32} {r['rps']:>10.0f} {r['p50']:>8.2f} {r['p99']:>8.2f}")
-        direct, ours, theirs = (results[t[0]] for t in targets)
-        ratio = ours["rps"] / theirs["rps"]
-        print(f"router / nginx proxy throughput: {ratio:.2f} (goal >= 0.50)")
-        added_ours = ours["p99"] - direct["p99"]
-        added_theirs = theirs["p99"] - direct["p99"]
-        print(
-            f"added p99 latency: router {added_ours:.2f} ms, nginx "
-            f"{added_theirs:.2f} ms (goal: router <= 2x nginx)"
-        )
+        names = [t[0] for t in targets]
+        for _, port, _ in targets:
+            wrk(f"http://127.0.0.1:{port}/", "bench.localhost", 1)
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+        for round_ in range(args.rounds):
+            turn = round_ % len(targets)
+            for name, port, pids in targets[turn:] + targets[:turn]:
+                cpu = cpu_seconds(pids)
+                r = wrk(f"http://127.0.0.1:{port}/", "bench.localhost", args.duration)
+                r["cpu_us"] = (cpu_seconds(pids) - cpu) / r["requests"] * 1e6
+                runs[name].append(r)
+        report(args, names, runs)
     finally:
         for proc in reversed(procs):
             stop(proc)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def report(
+    args: argparse.Namespace, names: list[str], runs: dict[str, list[dict[str, float]]]
+) -> None:
+    """Print each target's medians over the rounds, then the two goals."""
+
+    def median(name: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs[name])
+
+    print(
+        f"wrk -t2 -c50 -d{args.duration}s, {args.rounds} rounds (medians), "
+        f"{os.cpu_count()} CPUs, loopback"
+    )
+    print(
+        "nginx: access_log off, reuseport, upstream keepalive 128; router: log "
+        "line made per request, sent to a logs.sock nobody listens on"
+    )
+    direct, ours, theirs = names
+    print(f"{'target':32} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>11}")
+    for name in names:
+        # The anchor's CPU is the backend's, which every target shares.
+        cpu = "-" if name == direct else f"{median(name, 'cpu_us'):.1f}"
+        print(
+            f"{name:32} {median(name, 'rps'):>9.0f} {median(name, 'p50'):>8.2f}"
+            f" {median(name, 'p99'):>8.2f} {cpu:>11}"
+        )
+
+    # Ratios within each round, between runs seconds apart, then their median.
+    def per_round(f: Callable[[dict[str, float], dict[str, float]], float]) -> float:
+        return statistics.median(
+            f(a, b) for a, b in zip(runs[ours], runs[theirs], strict=True)
+        )
+
+    ratio = per_round(lambda a, b: a["rps"] / b["rps"])
+    print(f"router / nginx proxy throughput: {ratio:.2f} (goal >= 0.50)")
+    added_ours = median(ours, "p99") - median(direct, "p99")
+    added_theirs = median(theirs, "p99") - median(direct, "p99")
+    # The anchor runs the backend flat out, so its own p99 can exceed a
+    # proxy's: then nginx adds nothing measurable and there is no ratio.
+    added = (
+        f"{added_ours / added_theirs:.2f}x"
+        if added_theirs > 0
+        else "n/a (nginx's p99 is below the anchor's)"
+    )
+    print(
+        f"added p99 latency: router {added_ours:.2f} ms, nginx {added_theirs:.2f} ms,"
+        f" router/nginx {added} (goal <= 2x); p99 router/nginx"
+        f" {median(ours, 'p99') / median(theirs, 'p99'):.2f}x"
+    )
+    cpu_ratio = per_round(lambda a, b: a["cpu_us"] / b["cpu_us"])
+    print(
+        f"CPU per request: router {median(ours, 'cpu_us'):.1f} us, nginx"
+        f" {median(theirs, 'cpu_us'):.1f} us, router/nginx {cpu_ratio:.2f}x"
+    )
 
 
 if __name__ == "__main__":

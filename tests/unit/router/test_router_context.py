@@ -73,6 +73,7 @@ class FakeConn:
         self.exchange = None
         self.idle_since = 0.0
         self.used = False
+        self.reading_paused = False
 
     def close(self) -> None:
         self.closed = True
