@@ -17,7 +17,7 @@ from typing import Any
 from dynod.errors import UserInputError
 
 DEFAULT_CONFIG_FILE = Path("/etc/dynod/dynod.toml")
-_INSTANCE_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
+_INSTANCE_RE = re.compile(r"[a-z][a-z0-9]{0,7}")
 DEFAULT_SUBNET = ipaddress.IPv4Network("10.217.0.0/16")
 
 
@@ -68,7 +68,7 @@ class Config:
         return self.stack_dir or self.state_dir / "stacks"
 
     def validate(self) -> Config:
-        if not _INSTANCE_RE.match(self.instance):
+        if not _INSTANCE_RE.fullmatch(self.instance):
             raise UserInputError(
                 f"Instance name {self.instance!r} is invalid: use 1-8 lowercase "
                 "letters and digits, starting with a letter."

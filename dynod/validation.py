@@ -14,19 +14,19 @@ from dynod.errors import InvalidConfig, InvalidFormation, InvalidName, UserInput
 from dynod.runtime.spec import SIZES
 from dynod.state.records import AppSettings
 
-APP_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,28}[a-z0-9]$")
-CONFIG_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-PROCESS_TYPE_RE = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
+APP_NAME_RE = re.compile(r"[a-z][a-z0-9-]{1,28}[a-z0-9]")
+CONFIG_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+PROCESS_TYPE_RE = re.compile(r"[A-Za-z0-9_-]{1,63}")
 CONFIG_MAX_BYTES = 64 * 1024
 # Heroku's per-app limit on dynos of one formation.
 MAX_QUANTITY = 100
 # An origin-form path without spaces or control characters (RFC 9112 §3.2.1).
-HEALTH_PATH_RE = re.compile(r"^/[!-~]{0,1023}$")
+HEALTH_PATH_RE = re.compile(r"/[!-~]{0,1023}")
 SETTING_NAMES = tuple(AppSettings.__dataclass_fields__)
 
 
 def app_name(name: object) -> str:
-    if not isinstance(name, str) or not APP_NAME_RE.match(name):
+    if not isinstance(name, str) or not APP_NAME_RE.fullmatch(name):
         raise InvalidName(
             f"Name {name!r} is invalid: an app name starts with a letter, holds 3 to "
             "30 lowercase letters, digits and dashes, and ends with a letter or digit."
@@ -35,7 +35,7 @@ def app_name(name: object) -> str:
 
 
 def process_type(name: object) -> str:
-    if not isinstance(name, str) or not PROCESS_TYPE_RE.match(name):
+    if not isinstance(name, str) or not PROCESS_TYPE_RE.fullmatch(name):
         raise InvalidFormation(
             f"Process type {name!r} is invalid: use letters, digits, '_' and '-' "
             "(at most 63)."
@@ -72,7 +72,7 @@ def config_changes(changes: object, current: dict[str, str]) -> dict[str, str]:
         )
     new = dict(current)
     for key, value in changes.items():
-        if not CONFIG_KEY_RE.match(key):
+        if not CONFIG_KEY_RE.fullmatch(key):
             raise InvalidConfig(
                 f"Config var name {key!r} is invalid: use letters, digits and '_', "
                 "not starting with a digit."
@@ -125,7 +125,7 @@ def settings_changes(changes: object, current: AppSettings) -> AppSettings:
                     f"from 0 (replace all at once) to {MAX_QUANTITY}."
                 )
         elif key == "health_path" and not (
-            isinstance(value, str) and (value == "" or HEALTH_PATH_RE.match(value))
+            isinstance(value, str) and (value == "" or HEALTH_PATH_RE.fullmatch(value))
         ):
             raise UserInputError(
                 f"Setting health_path={value!r} is invalid: use a path such as "

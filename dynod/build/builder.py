@@ -41,7 +41,7 @@ log = structlog.get_logger("dynod.build")
 # In-dyno places of a forced buildpack that is not one of the shipped ones.
 CUSTOM_BUILDPACK = "/buildpack"
 SLUG_SOFT_LIMIT = 300 * MB
-_BUILD_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_BUILD_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _PATH = "/usr/local/bin:/usr/bin:/bin"
 # After the dyno exits, its output should end at once; do not wait forever.
 _DRAIN_SECONDS = 5.0
@@ -247,7 +247,7 @@ class Builder:
         :class:`BuildFailed` when the buildpack fails, runs out of memory or
         time, or the build is cancelled.
         """
-        if not _BUILD_ID_RE.match(req.build_id):
+        if not _BUILD_ID_RE.fullmatch(req.build_id):
             raise UserInputError(f"Build id {req.build_id!r} is not a plain name.")
         if req.build_id in self._active:
             raise UserInputError(f"Build {req.build_id} is already running.")

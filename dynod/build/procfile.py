@@ -12,7 +12,7 @@ import re
 from dynod.errors import InvalidProcfile
 
 _LINE_RE = re.compile(r"^([^:\s]+)\s*:\s*(.*)$")
-_TYPE_RE = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
+_TYPE_RE = re.compile(r"[A-Za-z0-9_-]{1,63}")
 
 
 def parse_procfile(text: str) -> dict[str, str]:
@@ -38,7 +38,7 @@ def parse_procfile(text: str) -> dict[str, str]:
         kind, command = match.group(1), match.group(2).strip()
 
         # Check the pieces before accepting them.
-        if not _TYPE_RE.match(kind):
+        if not _TYPE_RE.fullmatch(kind):
             raise InvalidProcfile(
                 f"Procfile line {number} names the process type {kind!r}: use 1-63 "
                 "letters, digits, '_' or '-'."

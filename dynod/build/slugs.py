@@ -35,7 +35,7 @@ from dynod.errors import BuildFailed, NotFound, RuntimeFailure
 
 log = structlog.get_logger("dynod.build")
 
-_DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
+_DIGEST_RE = re.compile(r"[0-9a-f]{64}")
 _CHUNK = 1 << 20
 
 
@@ -68,7 +68,7 @@ class _HashingWriter:
 
 
 def _check_digest(digest: str) -> None:
-    if not _DIGEST_RE.match(digest):
+    if not _DIGEST_RE.fullmatch(digest):
         raise NotFound(
             f"Slug {digest!r} does not exist: slug ids are 64 lowercase hex digits."
         )

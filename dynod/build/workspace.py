@@ -23,14 +23,14 @@ from dynod.build.procfile import parse_procfile
 from dynod.errors import InvalidConfig
 
 COMPILE_SH = Path(__file__).with_name("compile.sh")
-_ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _write_env_dir(env_dir: Path, env: dict[str, str], uid: int, gid: int) -> None:
     env_dir.mkdir(mode=0o755)
     for key, value in env.items():
         # The key becomes a file name: it must not be able to leave the dir.
-        if not _ENV_KEY_RE.match(key):
+        if not _ENV_KEY_RE.fullmatch(key):
             raise InvalidConfig(
                 f"Config var name {key!r} is invalid: use letters, digits and '_', "
                 "not starting with a digit."

@@ -20,10 +20,10 @@ from dynod.errors import InvalidFormation
 # As Heroku's CLI: ``web=3``, ``web+1``, ``worker-2``, each with an optional
 # ``:SIZE``.  The type is matched lazily so that ``my-worker-1`` means
 # ``my-worker`` minus one.
-_SCALE_RE = re.compile(r"^([\w-]+?)([=+-])(\d+)(?::([\w-]+))?$")
-_TYPE_RE = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
-_CONFIG_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_VERSION_RE = re.compile(r"^[vV]?(\d+)$")
+_SCALE_RE = re.compile(r"([\w-]+?)([=+-])(\d+)(?::([\w-]+))?")
+_TYPE_RE = re.compile(r"[A-Za-z0-9_-]{1,63}")
+_CONFIG_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_VERSION_RE = re.compile(r"[vV]?(\d+)")
 # Each setting apps:settings:set takes, with how its value is written.
 SETTINGS = {
     "boot_timeout": "SECONDS",
@@ -45,7 +45,7 @@ class ScaleChange:
 
 def parse_scale_arg(arg: str) -> ScaleChange:
     """Parse one ``ps:scale`` argument, or raise BadParameter naming it."""
-    m = _SCALE_RE.match(arg)
+    m = _SCALE_RE.fullmatch(arg)
     if not m:
         raise click.BadParameter(
             f"{arg!r} is not a scale; write TYPE=N, TYPE+N or TYPE-N, each "
@@ -114,7 +114,11 @@ def parse_types(args: Sequence[str]) -> list[dict[str, str]]:
     updates: list[dict[str, str]] = []
     for arg in args:
         ptype, sep, size = arg.partition("=")
-        if not sep or not _TYPE_RE.match(ptype) or not re.match(r"^[\w-]+$", size):
+        if (
+            not sep
+            or not _TYPE_RE.fullmatch(ptype)
+            or not re.fullmatch(r"[\w-]+", size)
+        ):
             raise click.BadParameter(
                 f"{arg!r} is not TYPE=SIZE (for example web=standard-2x).",
                 param_hint="'ps:type'",
@@ -128,7 +132,7 @@ def parse_assignments(args: Sequence[str], *, hint: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for arg in args:
         key, sep, value = arg.partition("=")
-        if not sep or not _CONFIG_KEY_RE.match(key):
+        if not sep or not _CONFIG_KEY_RE.fullmatch(key):
             raise click.BadParameter(
                 f"{arg!r} is not KEY=VALUE with a key of letters, digits and "
                 "underscores that does not start with a digit.",
@@ -141,7 +145,7 @@ def parse_assignments(args: Sequence[str], *, hint: str) -> dict[str, str]:
 def parse_keys(args: Sequence[str], *, hint: str) -> list[str]:
     """Config var names, each checked for the key syntax."""
     for key in args:
-        if not _CONFIG_KEY_RE.match(key):
+        if not _CONFIG_KEY_RE.fullmatch(key):
             raise click.BadParameter(
                 f"{key!r} is not a config var name (letters, digits and "
                 "underscores, not starting with a digit).",
@@ -192,7 +196,7 @@ def parse_settings(args: Sequence[str]) -> dict[str, int | str]:
 
 def parse_version(value: str) -> int:
     """A release version written ``v12`` or ``12``."""
-    m = _VERSION_RE.match(value)
+    m = _VERSION_RE.fullmatch(value)
     if not m:
         raise click.BadParameter(
             f"{value!r} is not a release version; write it as v12 or 12.",

@@ -11,7 +11,8 @@ def test_good_app_names(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["ab", "Abc", "1abc", "abc-", "a" * 31, "my_app", "", None, 5]
+    "name",
+    ["ab", "Abc", "1abc", "abc-", "a" * 31, "my_app", "", None, 5, "abc\n", "\nabc"],
 )
 def test_bad_app_names(name: object) -> None:
     with pytest.raises(InvalidName, match="invalid"):
@@ -28,6 +29,7 @@ def test_config_changes_set_and_unset() -> None:
     [
         ({"1A": "x"}, "invalid"),
         ({"A-B": "x"}, "invalid"),
+        ({"FOO\n": "x"}, "invalid"),
         ({"DYNOD_X": "x"}, "reserved"),
         ({"A": 5}, "string or null"),
         ("A=1", "JSON object"),
@@ -74,8 +76,16 @@ def test_settings_changes_apply_to_the_current_settings() -> None:
         ({"health_path": "health"}, "starting with '/'"),
         ({"health_path": "/a b"}, "starting with '/'"),
         ({"health_path": 5}, "starting with '/'"),
+        ({"health_path": "/up\n"}, "starting with '/'"),
     ],
 )
 def test_settings_changes_rejected(changes: object, message: str) -> None:
     with pytest.raises(UserInputError, match=message):
         validation.settings_changes(changes, AppSettings())
+
+
+def test_process_types_end_where_the_name_ends() -> None:
+    assert validation.process_type("web-2") == "web-2"
+    for bad in ("web\n", "web ", "", "w" * 64):
+        with pytest.raises(InvalidFormation, match="invalid"):
+            validation.process_type(bad)
