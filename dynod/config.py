@@ -47,6 +47,8 @@ class Config:
     drain_ca_file: Path | None = None
     build_memory_bytes: int = 2048 * 1024 * 1024
     build_timeout: float = 25 * 60
+    # A release phase still running after this long fails its release.
+    release_timeout: float = 60 * 60
     slug_max_bytes: int = 1024 * 1024 * 1024
     # Host uids (and gids) handed to apps: app N runs as uid_base + N.
     uid_base: int = 200000

@@ -826,8 +826,13 @@ class Manager:
     async def run_release_phase(
         self, app: App, release: Release, output: Callable[[str], None]
     ) -> int | None:
-        """Run the Procfile's ``release:`` command for a new release; its status."""
+        """Run the Procfile's ``release:`` command for a new release; its status.
+
+        A command still running after ``release_timeout`` seconds is stopped
+        like any one-off at the end of its time-to-live, and fails.
+        """
         command = release.process_types["release"]
+        timeout = self.config.release_timeout
         # Listen before starting, so not even the first line is missed.
         watcher = self.hub.subscribe(app.id, source="app", dyno="release.1")
         reader = asyncio.ensure_future(_forward(watcher.lines(), output))
@@ -841,8 +846,15 @@ class Manager:
                 command,
                 "standard-1x",
                 {},
+                time_to_live=timeout,
             )
-            return await self.wait(dyno)
+            status = await self.wait(dyno)
+            if dyno.expires_at is not None and self.clock.time() >= dyno.expires_at:
+                output(
+                    f" !     Release command did not finish within {timeout:g} "
+                    "seconds and was stopped."
+                )
+            return status
         finally:
             self.hub.unsubscribe(app.id, watcher)
             watcher.close()

@@ -121,8 +121,10 @@ class Releases:
                     output=output.write,
                 )
                 version = release.version
+                # A failing release phase fails the release, not the build
+                # (as on Heroku): the slug is made and stays usable.
+                status = BuildStatus.SUCCEEDED
                 if release.status is RS.SUCCEEDED:
-                    status = BuildStatus.SUCCEEDED
                     output.write(f"-----> Launching... done, v{version}")
                     self.hub.emit(
                         app.id, "dynod", "api", f"Deploy {digest[:8]} by {build.user}"
@@ -205,10 +207,12 @@ class Releases:
         try:
             status = await self.manager.run_release_phase(app, release, both)
             if status != 0:
+                kept = (
+                    "; the current release keeps running" if app.current_release else ""
+                )
                 both(
                     f" !     Release command failed with exit status {status}: "
-                    f"v{release.version} was not deployed; the current release "
-                    "keeps running."
+                    f"v{release.version} was not deployed{kept}."
                 )
         finally:
             phase_log.close()

@@ -32,8 +32,7 @@ def daemon(settings: str = "") -> Iterator[Daemon]:
     """A started daemon with ``settings`` (TOML) and the app deployed."""
     base = Path(tempfile.mkdtemp(prefix="dynod-bench-logs-"))
     stacks = Path(tempfile.mkdtemp(prefix="dynod-bench-stacks-"))
-    d = make_daemon(base, stacks)
-    (base / "none.toml").write_text(settings)
+    d = make_daemon(base, stacks, settings)
     try:
         d.start()
         d.ctl("apps:create", APP)

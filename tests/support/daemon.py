@@ -166,7 +166,9 @@ class Daemon:
         )
 
 
-def make_daemon(base: Path, stack_dir: Path) -> Daemon:
+def make_daemon(base: Path, stack_dir: Path, settings: str = "") -> Daemon:
+    """A daemon of its own under ``base``; ``settings`` is its dynod.toml."""
+    (base / "none.toml").write_text(settings)
     instance = new_instance()
     subnet = f"10.{random.randrange(200, 250)}.{random.randrange(0, 255)}.0/24"
     state_dir, run_dir = base / "state", base / "run"

@@ -44,9 +44,10 @@ def certs() -> Iterator[tuple[Certs, Certs]]:
 def daemon(shared_stack_dir: Path, certs: tuple[Certs, Certs]) -> Iterator[Daemon]:
     """A dynod that trusts the test CA and limits a dyno to RATE lines/s."""
     base = Path(tempfile.mkdtemp(prefix="dynod-logs-"))
-    d = make_daemon(base, shared_stack_dir)
-    (base / "none.toml").write_text(
-        f'drain_ca_file = "{certs[0].ca}"\nlog_rate_lines = {RATE}\n'
+    d = make_daemon(
+        base,
+        shared_stack_dir,
+        f'drain_ca_file = "{certs[0].ca}"\nlog_rate_lines = {RATE}\n',
     )
     try:
         d.start()

@@ -31,7 +31,6 @@ L11 = re.compile(
 def daemon(shared_stack_dir: Path) -> Iterator[Daemon]:
     base = Path(tempfile.mkdtemp(prefix="dynod-tails-"))
     d = make_daemon(base, shared_stack_dir)
-    (base / "none.toml").write_text("")
     try:
         d.start()
         d.ctl("apps:create", APP)
