@@ -50,6 +50,12 @@ class Config:
     # A release phase still running after this long fails its release.
     release_timeout: float = 60 * 60
     slug_max_bytes: int = 1024 * 1024 * 1024
+    # Each app keeps the slugs of its newest N releases for rollbacks; older
+    # releases stay listed, and their slugs are removed.
+    slugs_kept_per_app: int = 10
+    # A slug used (by a dyno start or a rollback) this recently is never
+    # collected, whatever the releases say.
+    slug_gc_grace: float = 10 * 60
     # Host uids (and gids) handed to apps: app N runs as uid_base + N.
     uid_base: int = 200000
     # The host's /usr snapshot and filtered /etc live here; shared by daemons

@@ -184,6 +184,8 @@ async def destroy_app(request: web.Request) -> web.Response:
     api.store.delete_app(app.name)
     api.hub.remove_app(app.id)
     api.manager.publish_routes()
+    await api.releases.builder.remove_cache(app.name)
+    api.releases.collect_slugs_soon()
     return web.json_response(views.app_view(app, api.config))
 
 

@@ -301,6 +301,10 @@ class Builder:
             self._cancelled.discard(req.build_id)
             await asyncio.to_thread(shutil.rmtree, top, True)
 
+    async def remove_cache(self, app: str) -> None:
+        """Remove an app's build cache, so a new app of the same name starts clean."""
+        await asyncio.to_thread(shutil.rmtree, self._cache_root / app, True)
+
     async def cancel(self, build_id: str) -> None:
         """Stop build ``build_id``; its :meth:`build` raises :class:`BuildFailed`.
 

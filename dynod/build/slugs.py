@@ -4,12 +4,19 @@ Layout under the store's root::
 
     sha256/<hex>.tgz          a slug: gzipped tar of ``app/...``
     unpacked/<hex>-<uid>/app  the slug extracted for one app uid (overlay lower)
-    locks/<hex>-<uid>.lock    serialises extraction of one slug for one uid
+    locks/<hex>.lock          serialises publishing, use and removal of an archive
+    locks/<hex>-<uid>.lock    the same for one unpacked tree
     tmp/                      archives being written, trees being extracted
 
 A slug's digest is the lowercase hex SHA-256 of its archive.  Archives and
 unpacked trees appear by ``rename``, so a reader never sees half of one.  All
 methods block; call them from a thread when on the event loop.
+
+Garbage collection (:meth:`SlugStore.gc`) removes what its caller no longer
+keeps, but never anything used within the last ``grace`` seconds: using an
+archive or tree (:meth:`SlugStore.claim`, :meth:`SlugStore.unpacked`) touches
+it under the same lock the collector takes, so a slug picked for a dyno or a
+rollback is never removed between the pick and its use.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import re
 import shutil
 import tarfile
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -131,7 +139,8 @@ class SlugStore:
             digest = writer.sha.hexdigest()
             final = self._archive(digest)
             tmp.chmod(0o644)
-            os.replace(tmp, final)
+            with self._locked(digest):
+                os.replace(tmp, final)
             return Slug(digest=digest, size=writer.size, path=final)
         finally:
             tmp.unlink(missing_ok=True)
@@ -145,6 +154,13 @@ class SlugStore:
         except FileNotFoundError:
             raise NotFound(f"Slug {digest} does not exist in the slug store.") from None
         return Slug(digest=digest, size=size, path=path)
+
+    def claim(self, digest: str) -> Slug:
+        """:meth:`get`, marking the slug used now so that :meth:`gc` keeps it."""
+        with self._locked(digest):
+            slug = self.get(digest)
+            os.utime(slug.path)
+            return slug
 
     @contextmanager
     def _locked(self, name: str) -> Iterator[None]:
@@ -160,13 +176,12 @@ class SlugStore:
         first.  The archive's checksum is verified before extraction; a
         mismatch raises :class:`RuntimeFailure` with Heroku's R17 wording.
         """
-        slug = self.get(digest)
+        slug = self.claim(digest)
         name = f"{digest}-{uid}"
         final = self.root / "unpacked" / name
-        if final.is_dir():
-            return final
         with self._locked(name):
             if final.is_dir():
+                os.utime(final)
                 return final
 
             # Never unpack an archive whose bytes are not the ones we stored.
@@ -196,23 +211,36 @@ class SlugStore:
             log.info("slug unpacked", digest=digest, uid=uid)
             return final
 
-    def gc(self, keep: set[str]) -> list[str]:
-        """Remove every archive and unpacked tree whose digest is not in ``keep``.
+    def gc(self, keep: set[str], keep_unpacked: set[str], grace: float) -> list[str]:
+        """Remove archives whose digest is not in ``keep`` and unpacked trees
+        whose digest is not in ``keep_unpacked``, sparing anything used within
+        the last ``grace`` seconds.
 
         Returns the digests whose archives were removed.
         """
         removed: list[str] = []
         for path in (self.root / "sha256").glob("*.tgz"):
-            if path.stem not in keep:
-                path.unlink(missing_ok=True)
+            if path.stem not in keep and self._remove_if_idle(path, path.stem, grace):
                 removed.append(path.stem)
         for path in (self.root / "unpacked").iterdir():
-            digest = path.name.split("-", 1)[0]
-            if digest not in keep:
-                with self._locked(path.name):
-                    shutil.rmtree(path, ignore_errors=True)
-                (self.root / "locks" / f"{path.name}.lock").unlink(missing_ok=True)
+            if path.name.split("-", 1)[0] not in keep_unpacked:
+                self._remove_if_idle(path, path.name, grace)
         return sorted(removed)
+
+    def _remove_if_idle(self, path: Path, lock_name: str, grace: float) -> bool:
+        # The lock file stays: removing it would let a waiter on the old file
+        # and a newcomer on a new one both hold "the" lock.
+        with self._locked(lock_name):
+            try:
+                if time.time() - path.lstat().st_mtime < grace:
+                    return False
+            except FileNotFoundError:
+                return False
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        return True
 
 
 def _owned_by_root(info: tarfile.TarInfo) -> tarfile.TarInfo | None:

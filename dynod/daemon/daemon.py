@@ -111,7 +111,7 @@ class Daemon:
         # dynod was down is lost for them.
         drains = DrainService(hub, DrainRows(store), c.drain_ca_file)
         drains.start()
-        slugs = SlugStore(c.state_dir / "slugs")
+        slugs = SlugStore(c.state_dir / "slugs", c.slug_max_bytes)
         stack = await asyncio.to_thread(
             ensure_default_stack, c.stacks_dir, lambda m: log.info(m)
         )
@@ -140,7 +140,9 @@ class Daemon:
             slugs=slugs,
             new_dyno_id=lambda: str(uuid.uuid4()),
         )
-        releases = Releases(c, store, manager, hub, builder, stack.rootfs)
+        releases = Releases(c, store, manager, hub, builder, slugs, stack.rootfs)
+        # A dyno gone may have been the last to run on an old slug.
+        manager.on_dyno_gone = lambda dyno: releases.collect_slugs_soon()
 
         # Certificates: the router's directory is complete before it starts.
         issuer = AcmeIssuer(
@@ -168,6 +170,7 @@ class Daemon:
         router = RouterSupervisor(c, router_line)
         await router.start()
         await manager.reconcile_all()
+        releases.collect_slugs_soon()
 
         # The API last: from here on requests can arrive.
         api_app = make_app(Api(c, store, manager, releases, hub))

@@ -117,6 +117,8 @@ class Manager:
         # Until adopt() has run: lines of dynos the agent reads but this
         # manager does not know yet, kept for adopt() to claim.
         self._unclaimed: dict[str, list[bytes]] | None = {}
+        # Told of every dyno that is gone for good (the slug collector listens).
+        self.on_dyno_gone: Callable[[Dyno], None] = lambda dyno: None
         # Asks a booting web dyno its health path (tests may answer instead).
         self.check_status: Callable[[health.Check], Awaitable[int | None]] = (
             health.status_of
@@ -164,6 +166,7 @@ class Manager:
             self._schedule_restart(dyno)
         elif not (dyno.attached and not dyno.client_attached):
             del self.dynos[dyno.dyno_id]
+            self.on_dyno_gone(dyno)
         self.publish_routes()
 
     # Adoption

@@ -9,14 +9,16 @@ interleave; a failed build or release phase leaves the current release running.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import structlog
 
 from dynod.build.builder import Builder, BuildRequest
+from dynod.build.slugs import SlugStore
 from dynod.config import Config
-from dynod.errors import Conflict, DynodError
+from dynod.errors import BuildFailed, Conflict, DynodError, NotFound
 from dynod.logs.hub import LogHub
 from dynod.manager.manager import Manager
 from dynod.releases.output import OutputLog
@@ -38,6 +40,7 @@ class Releases:
         manager: Manager,
         hub: LogHub,
         builder: Builder,
+        slugs: SlugStore,
         stack_dir: Path,
     ) -> None:
         self.config = config
@@ -45,10 +48,16 @@ class Releases:
         self.manager = manager
         self.hub = hub
         self.builder = builder
+        self.slugs = slugs
         self.stack_dir = stack_dir
         self.outputs: dict[str, OutputLog] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._collecting = asyncio.Lock()
+        self._collect_queued = False
+        # Builds waiting for their app's lock, and builds cancelled by users.
+        self._queued: dict[str, asyncio.Task[None]] = {}
+        self._cancelled: set[str] = set()
 
     def output_path(self, kind: str, ident: str) -> Path:
         return self.config.state_dir / "output" / kind / f"{ident}.log"
@@ -87,7 +96,9 @@ class Releases:
         digest = bp = None
         version = None
         try:
-            async with self._lock(app_name):
+            async with self._turn(app_name, build, output):
+                if build.id in self._cancelled:
+                    raise BuildFailed(f"Build {build.id} was cancelled before it ran.")
                 app = self.store.app(app_name)
                 self.hub.emit(app.id, "dynod", "api", f"Build started by {build.user}")
                 uid = self.config.uid_base + app.uid_index
@@ -135,6 +146,7 @@ class Releases:
             log.exception("build crashed", build=build.id)
             output.write(" !     The build failed because of an internal error.")
         finally:
+            self._cancelled.discard(build.id)
             source.unlink(missing_ok=True)
             self.store.finish_build(
                 build,
@@ -149,10 +161,50 @@ class Releases:
             output.close()
             self.outputs.pop(build.id, None)
 
+    @contextlib.asynccontextmanager
+    async def _turn(
+        self, app_name: str, build: Build, output: OutputLog
+    ) -> AsyncIterator[None]:
+        """Hold the app's lock for ``build``, once the changes before it are done.
+
+        Raises :class:`BuildFailed` if the build is cancelled while it waits.
+        """
+        lock = self._lock(app_name)
+        if lock.locked():
+            output.write(
+                "-----> Waiting for the app's previous build or release to finish"
+            )
+        waiting = asyncio.current_task()
+        assert waiting is not None
+        self._queued[build.id] = waiting
+        try:
+            await lock.acquire()
+        except asyncio.CancelledError:
+            if build.id not in self._cancelled:
+                raise
+            # Our own cancel_build, not a shutdown: the build fails, quietly.
+            waiting.uncancel()
+            raise BuildFailed(
+                f"Build {build.id} was cancelled before it ran."
+            ) from None
+        finally:
+            del self._queued[build.id]
+        try:
+            yield
+        finally:
+            lock.release()
+
     async def cancel_build(self, build: Build) -> None:
         if build.status is not BuildStatus.PENDING:
             raise Conflict(f"Build {build.id} has already finished.")
-        await self.builder.cancel(build.id)
+        # A build still queued behind the app's lock never starts; a running one
+        # has its build dyno killed.
+        self._cancelled.add(build.id)
+        queued = self._queued.get(build.id)
+        if queued is not None:
+            queued.cancel()
+        else:
+            await self.builder.cancel(build.id)
 
     # Releases
 
@@ -190,6 +242,7 @@ class Releases:
         )
         self.manager.reset_backoff(app)
         await self.manager.reconcile(app.name)
+        self.collect_slugs_soon()
         return release
 
     async def _release_phase(
@@ -274,6 +327,17 @@ class Releases:
                 f"Release v{target.version} of {app.name} did not succeed, so it "
                 "cannot be rolled back to: pick another with `dynoctl releases`."
             )
+        if target.slug_digest is not None:
+            try:
+                # Claimed, so the collector keeps it while the rollback runs.
+                await asyncio.to_thread(self.slugs.claim, target.slug_digest)
+            except NotFound:
+                raise Conflict(
+                    f"The slug of v{target.version} of {app.name} was removed to "
+                    "save disk space (each app keeps the slugs of its newest "
+                    f"{self.config.slugs_kept_per_app} releases): roll back to a "
+                    "newer release, or deploy that code again."
+                ) from None
         async with self._lock(app.name):
             previous = self.store.app(app.name).config
             app = self.store.update_app(app.name, config=target.config)
@@ -288,6 +352,40 @@ class Releases:
             if release.status is RS.FAILED:
                 self.store.update_app(app.name, config=previous)
             return release
+
+    # Slug garbage collection
+
+    def collect_slugs_soon(self) -> None:
+        """Remove, in the background, the slugs that nothing keeps any more.
+
+        Archives stay for each app's newest releases (rollback targets), its
+        current release, running builds and running dynos; unpacked trees only
+        for current releases and running dynos.
+        """
+        # Calls while one collection waits to start are folded into it.
+        if self._collect_queued:
+            return
+        self._collect_queued = True
+        task = asyncio.ensure_future(self._collect_slugs())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _collect_slugs(self) -> None:
+        async with self._collecting:
+            self._collect_queued = False
+            running = {(d.app_id, d.release) for d in self.manager.dynos.values()}
+            in_use = self.store.slugs_of(running)
+            unpacked = in_use | self.store.slugs_to_keep(0)
+            keep = in_use | self.store.slugs_to_keep(self.config.slugs_kept_per_app)
+            try:
+                removed = await asyncio.to_thread(
+                    self.slugs.gc, keep, unpacked, self.config.slug_gc_grace
+                )
+            except OSError:
+                log.exception("slug collection failed")
+                return
+            if removed:
+                log.info("slugs removed", count=len(removed))
 
     def _current(self, app: App) -> Release | None:
         if app.current_release is None:

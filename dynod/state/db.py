@@ -196,11 +196,38 @@ class Store:
             raise NotFound(f"Couldn't find release {release_id}.")
         return _release(row)
 
-    def slug_digests_in_use(self) -> set[str]:
+    def slugs_to_keep(self, per_app: int) -> set[str]:
+        """Digests of the slugs of each app's newest ``per_app`` releases that
+        have one, of each app's current release, and of builds still running."""
         rows = self.db.execute(
-            "SELECT DISTINCT slug_digest FROM releases WHERE slug_digest IS NOT NULL"
+            """
+            SELECT slug_digest FROM (
+                SELECT r.slug_digest, r.version = a.current_release AS current,
+                       ROW_NUMBER() OVER (
+                           PARTITION BY r.app_id ORDER BY r.version DESC
+                       ) AS newest
+                FROM releases r JOIN apps a ON a.id = r.app_id
+                WHERE r.slug_digest IS NOT NULL
+            ) WHERE newest <= ? OR current
+            UNION
+            SELECT slug_digest FROM builds
+            WHERE status = 'pending' AND slug_digest IS NOT NULL
+            """,
+            (per_app,),
         ).fetchall()
         return {r["slug_digest"] for r in rows}
+
+    def slugs_of(self, releases: set[tuple[str, int]]) -> set[str]:
+        """Digests of the slugs of these (app id, version) releases."""
+        digests: set[str] = set()
+        for app_id, version in releases:
+            row = self.db.execute(
+                "SELECT slug_digest FROM releases WHERE app_id = ? AND version = ?",
+                (app_id, version),
+            ).fetchone()
+            if row is not None and row["slug_digest"] is not None:
+                digests.add(row["slug_digest"])
+        return digests
 
     # Builds
 

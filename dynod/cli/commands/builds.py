@@ -16,7 +16,12 @@ from dynod.cli.output import Output, format_bytes, format_when, render_table
 
 @command("deploy")
 @click.argument("source", default=".", type=click.Path(exists=True, path_type=Path))
-@click.option("--buildpack", "-b", metavar="PATH", help="Build with this buildpack.")
+@click.option(
+    "--buildpack",
+    "-b",
+    metavar="NAME|PATH",
+    help="Build with this buildpack: a shipped one's name or a directory.",
+)
 @click.option("--description", "-m", metavar="TEXT", help="Describe the release.")
 def deploy(
     s: Session, source: Path, buildpack: str | None, description: str | None
@@ -34,6 +39,11 @@ def deploy(
       $ dynoctl deploy ./site --buildpack /srv/buildpacks/static -a hello
       $ dynoctl deploy app.tar.gz -a hello
     """
+    # A buildpack is a shipped one's name or a directory on the host, which the
+    # daemon takes as an absolute path.
+    if buildpack and "/" in buildpack and not buildpack.startswith("/"):
+        buildpack = str(Path(buildpack).resolve())
+
     # Pack a directory into a temporary tarball; a tarball goes as it is.
     with tempfile.TemporaryFile() as packed:
         if source.is_dir():
@@ -129,7 +139,16 @@ def latest(s: Session, pending_only: bool = False) -> dict[str, Any]:
     if not builds:
         what = "running" if pending_only else "at all"
         raise Failure(f"{s.mark} has no build {what}; deploy with `dynoctl deploy`.")
-    return max(builds, key=lambda b: str(b.get("created_at", "")))
+    return newest_first(builds)[0]
+
+
+def newest_first(builds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # Times are to the second; builds made within one keep the API's order,
+    # oldest first, so reversing it breaks the tie.
+    order = sorted(
+        enumerate(builds), key=lambda ib: (str(ib[1].get("created_at")), ib[0])
+    )
+    return [b for _, b in reversed(order)]
 
 
 @command("builds")
@@ -143,7 +162,7 @@ def builds(s: Session) -> None:
       ID        Status     Release  By    When
     """
     listed: list[dict[str, Any]] = s.client.request("GET", s.path("builds"))
-    listed.sort(key=lambda b: str(b.get("created_at", "")), reverse=True)
+    listed = newest_first(listed)
     if s.out.as_json:
         s.out.json(listed)
         return

@@ -123,19 +123,53 @@ def test_checksum_mismatch_is_r17(store: SlugStore, app_dir: Path) -> None:
     assert list((store.root / "unpacked").iterdir()) == []
 
 
+def age(path: Path, seconds: float) -> None:
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
 def test_gc_keeps_only_what_is_asked(store: SlugStore, app_dir: Path) -> None:
     first = store.pack(app_dir)
     (app_dir / "app.py").write_text("print('v2')\n")
     second = store.pack(app_dir)
     assert first.digest != second.digest
-    store.unpacked(first.digest, os.getuid(), os.getgid())
-    store.unpacked(second.digest, os.getuid(), os.getgid())
+    uid, gid = os.getuid(), os.getgid()
+    for slug in (first, second):
+        store.unpacked(slug.digest, uid, gid)
+        age(slug.path, 3600)
+        age(store.root / "unpacked" / f"{slug.digest}-{uid}", 3600)
 
-    assert store.gc({second.digest}) == [first.digest]
+    # Both archives kept (a rollback may want the first), one tree unpacked.
+    keep = {first.digest, second.digest}
+    assert store.gc(keep, {second.digest}, grace=60) == []
+    unpacked = sorted(p.name for p in (store.root / "unpacked").iterdir())
+    assert unpacked == [f"{second.digest}-{uid}"]
 
+    assert store.gc({second.digest}, {second.digest}, grace=60) == [first.digest]
     assert not first.path.exists()
     assert second.path.exists()
-    unpacked = sorted(p.name for p in (store.root / "unpacked").iterdir())
-    assert unpacked == [f"{second.digest}-{os.getuid()}"]
     with pytest.raises(NotFound):
         store.get(first.digest)
+    with pytest.raises(NotFound):
+        store.claim(first.digest)
+
+
+def test_gc_spares_what_was_used_within_the_grace(
+    store: SlugStore, app_dir: Path
+) -> None:
+    slug = store.pack(app_dir)
+    uid, gid = os.getuid(), os.getgid()
+    tree = store.unpacked(slug.digest, uid, gid)
+    age(slug.path, 3600)
+    age(tree, 3600)
+
+    # A rollback claims the archive, a dyno start the tree: both become young.
+    store.claim(slug.digest)
+    assert store.unpacked(slug.digest, uid, gid) == tree
+    assert store.gc(set(), set(), grace=60) == []
+    assert slug.path.exists() and tree.is_dir()
+
+    age(slug.path, 3600)
+    age(tree, 3600)
+    assert store.gc(set(), set(), grace=60) == [slug.digest]
+    assert not slug.path.exists() and not tree.exists()

@@ -168,3 +168,20 @@ def test_builds_cancel_with_none_running(fake: FakeApi, dynoctl: Dynoctl) -> Non
     result = dynoctl("builds:cancel")
     assert result.exit_code == 1
     assert "has no build running" in result.stderr
+
+
+@pytest.mark.parametrize("given", ["python", "/srv/bp/static", "bp/custom", "./bp"])
+def test_deploy_sends_a_relative_buildpack_path_as_absolute(
+    fake: FakeApi,
+    dynoctl: Dynoctl,
+    source: Path,
+    given: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(source)
+    serve_build(fake, build("succeeded"), "succeeded")
+    result = dynoctl("deploy", str(source), "--buildpack", given)
+    assert result.exit_code == 0, result.output
+    relative = "/" in given and not given.startswith("/")
+    expected = str((source / given).resolve()) if relative else given
+    assert fake.sent("POST")[0].query == {"buildpack": expected}

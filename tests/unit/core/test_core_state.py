@@ -4,7 +4,12 @@ import pytest
 
 from dynod.errors import Conflict, NotFound
 from dynod.state.db import Store
-from dynod.state.records import AppSettings, FormationEntry, ReleaseStatus
+from dynod.state.records import (
+    AppSettings,
+    BuildStatus,
+    FormationEntry,
+    ReleaseStatus,
+)
 
 
 @pytest.fixture
@@ -85,3 +90,39 @@ def test_unfinished_builds_and_releases_fail_on_restart(store: Store) -> None:
     assert store.fail_unfinished() == 2
     assert store.builds(app)[0].status.value == "failed"
     assert store.releases(app)[0].status is ReleaseStatus.FAILED
+
+
+def test_slugs_kept_are_the_newest_per_app_the_current_and_running_builds(
+    store: Store,
+) -> None:
+    alpha, beta = store.create_app("alpha"), store.create_app("beta")
+
+    def release(app_name: str, digest: str | None) -> int:
+        app = store.app(app_name)
+        return store.create_release(
+            app,
+            description="x",
+            slug_digest=digest,
+            config={},
+            process_types={},
+            user="root",
+            status=ReleaseStatus.SUCCEEDED,
+        ).version
+
+    for digest in ("a1", "a2", "a3", None, "a4"):
+        release("alpha", digest)
+    store.update_app("alpha", current_release=1)
+    release("beta", "b1")
+    building = store.create_build(beta, description="", user="root")
+    store.finish_build(building, BuildStatus.PENDING, slug_digest="b2")
+    done = store.create_build(beta, description="", user="root")
+    store.finish_build(done, BuildStatus.FAILED, slug_digest="b3")
+
+    # Newest two with a slug (a release without one counts for nothing), the
+    # current one (a rollback target since), and the build that still runs.
+    assert store.slugs_to_keep(2) == {"a4", "a3", "a1", "b1", "b2"}
+    assert store.slugs_to_keep(0) == {"a1", "b2"}
+    assert store.slugs_of({(alpha.id, 2), (beta.id, 1), (beta.id, 9)}) == {
+        "a2",
+        "b1",
+    }
