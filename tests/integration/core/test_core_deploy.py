@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import time
 from pathlib import Path
@@ -66,6 +67,21 @@ def test_config_change_is_a_release_visible_in_the_app(deployed: Daemon) -> None
     assert config["GREETING"] == "hi there"
     releases = deployed.ctl_json("releases", "-a", APP)
     assert "GREETING" in releases[0]["description"]
+
+
+def test_config_values_never_reach_dynods_own_logs(deployed: Daemon) -> None:
+    secret = "s3cret-" + secrets.token_hex(12)
+    deployed.ctl("config:set", "-a", APP, f"API_TOKEN={secret}")
+    deployed.wait_for(APP, "/env/API_TOKEN", secret)
+    deployed.ctl("config:unset", "-a", APP, "API_TOKEN")
+
+    # The names are logged, as on Heroku; the value nowhere dynod writes.
+    stream = deployed.ctl("logs", "-a", APP, "-n", "1500").stdout
+    assert "dynod[api]: Set API_TOKEN config vars by" in stream
+    assert "dynod[api]: Remove API_TOKEN config vars by" in stream
+    releases = deployed.ctl("releases", "-a", APP, "--json").stdout
+    for text in (stream, releases, deployed.log()):
+        assert secret not in text
 
 
 def test_rollback_restores_old_config(deployed: Daemon) -> None:
