@@ -10,11 +10,12 @@ from __future__ import annotations
 import ipaddress
 import re
 import tomllib
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from dynod.errors import UserInputError
+from dynod.runtime.spec import DEFAULT_SIZE, MB, SIZES, Size
 
 DEFAULT_CONFIG_FILE = Path("/etc/dynod/dynod.toml")
 _INSTANCE_RE = re.compile(r"[a-z][a-z0-9]{0,7}")
@@ -66,6 +67,9 @@ class Config:
     # to trust for it instead of the system's (a private or test ACME server).
     acme_directory: str = "https://acme-v02.api.letsencrypt.org/directory"
     acme_ca_file: Path | None = None
+    # Dyno sizes by name: Heroku's, changed or added to by ``[sizes.NAME]``
+    # tables (see :func:`_sizes`).
+    sizes: dict[str, Size] = field(default_factory=lambda: dict(SIZES), hash=False)
 
     @property
     def api_socket(self) -> Path:
@@ -102,7 +106,68 @@ def _coerce(name: str, value: Any) -> Any:
         return None if value is None else Path(value)
     if name == "dyno_subnet":
         return ipaddress.IPv4Network(value)
+    if name == "sizes":
+        return _sizes(value)
     return value
+
+
+_SIZE_KEYS = {"memory_mb": int, "pids": int, "cpu_shares": int, "cpu_quota": float}
+
+
+def _sizes(tables: Any) -> dict[str, Size]:
+    """Heroku's sizes with ``[sizes.NAME]`` tables applied over them.
+
+    A table for a known size changes the keys it gives; a table for a new
+    name must give memory_mb, pids and cpu_shares (cpu_quota, in CPUs, is
+    optional).  Sizes cannot be removed: formations may name any of them.
+    """
+    if not isinstance(tables, dict):
+        raise UserInputError(
+            "sizes must be tables such as [sizes.standard-1x] with memory_mb, "
+            "pids, cpu_shares and optionally cpu_quota."
+        )
+    sizes = dict(SIZES)
+    for name, table in tables.items():
+        where = f"[sizes.{name}]"
+        if not re.fullmatch(r"[a-z][a-z0-9-]{0,31}", name):
+            raise UserInputError(
+                f"Size name {name!r} is invalid: use up to 32 lowercase letters, "
+                "digits and dashes, starting with a letter."
+            )
+        if not isinstance(table, dict):
+            raise UserInputError(f"{where} must be a table of settings.")
+        unknown = sorted(set(table) - set(_SIZE_KEYS))
+        if unknown:
+            raise UserInputError(
+                f"{where} has unknown setting(s) {', '.join(unknown)}: known are "
+                f"{', '.join(_SIZE_KEYS)}."
+            )
+        for key, value in table.items():
+            kind = _SIZE_KEYS[key]
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise UserInputError(f"{where} {key} = {value!r} is not a number.")
+            if value <= 0 or (kind is int and value != int(value)):
+                whole = "a whole number " if kind is int else "a number "
+                raise UserInputError(
+                    f"{where} {key} = {value!r} is invalid: use {whole}above 0."
+                )
+        old = sizes.get(name)
+        if old is None:
+            missing = sorted({"memory_mb", "pids", "cpu_shares"} - set(table))
+            if missing:
+                raise UserInputError(
+                    f"{where} is a new size and needs {', '.join(missing)} too."
+                )
+            old = Size(name, 0, 0, 0)
+        sizes[name] = Size(
+            name,
+            int(table["memory_mb"]) * MB if "memory_mb" in table else old.memory_bytes,
+            int(table.get("pids", old.pids)),
+            int(table.get("cpu_shares", old.cpu_shares)),
+            float(table["cpu_quota"]) if "cpu_quota" in table else old.cpu_quota,
+        )
+    assert DEFAULT_SIZE in sizes
+    return sizes
 
 
 def load(path: Path | None = None, **overrides: Any) -> Config:

@@ -7,11 +7,12 @@ offending value and says what would be accepted.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
 from dynod.errors import InvalidConfig, InvalidFormation, InvalidName, UserInputError
-from dynod.runtime.spec import SIZES
+from dynod.runtime.spec import Size
 from dynod.state.records import AppSettings
 
 APP_NAME_RE = re.compile(r"[a-z][a-z0-9-]{1,28}[a-z0-9]")
@@ -43,10 +44,10 @@ def process_type(name: object) -> str:
     return name
 
 
-def size(name: object) -> str:
-    if not isinstance(name, str) or name.lower() not in SIZES:
+def size(name: object, sizes: Mapping[str, Size]) -> str:
+    if not isinstance(name, str) or name.lower() not in sizes:
         raise InvalidFormation(
-            f"Dyno size {name!r} is unknown: choose one of {', '.join(SIZES)}."
+            f"Dyno size {name!r} is unknown: choose one of {', '.join(sizes)}."
         )
     return name.lower()
 

@@ -426,7 +426,11 @@ async def update_formation(request: web.Request) -> web.Response:
             if "quantity" in update
             else old.quantity
         )
-        size = validation.size(update["size"]) if "size" in update else old.size
+        size = (
+            validation.size(update["size"], api.config.sizes)
+            if "size" in update
+            else old.size
+        )
         entries.append(FormationEntry(ptype, quantity, size))
     api.store.set_formation(app, entries)
     scaled = ", ".join(f"{e.type}@{e.quantity}:{e.size}" for e in entries)
@@ -464,7 +468,7 @@ async def run_dyno(request: web.Request) -> web.Response:
         app,
         body["command"],
         env=env,
-        size=validation.size(body.get("size") or DEFAULT_SIZE),
+        size=validation.size(body.get("size") or DEFAULT_SIZE, api.config.sizes),
         attach=bool(body.get("attach")),
         tty=bool(body.get("tty")),
         time_to_live=_time_to_live(body.get("time_to_live")),

@@ -51,7 +51,7 @@ from dynod.manager.states import (
 )
 from dynod.router.table import valid_page_url
 from dynod.runtime.agent import Agent, DynoExit, DynoHandle
-from dynod.runtime.spec import MB, SIZES, DynoKind, DynoSpec
+from dynod.runtime.spec import DEFAULT_SIZE, MB, DynoKind, DynoSpec, Size
 from dynod.state import features
 from dynod.state.db import Store
 from dynod.state.domains import hosts_by_app
@@ -455,7 +455,7 @@ class Manager:
         time_to_live: float | None = None,
     ) -> Dyno:
         assert self.agent is not None and release.slug_digest is not None
-        size = SIZES[size_name]
+        size = self._size(size_name)
         uid = self.config.uid_base + app.uid_index
         now = self.clock.time()
         dyno = Dyno(
@@ -755,7 +755,7 @@ class Manager:
                 continue
             verdict = memory.judge(
                 stats.memory_bytes,
-                SIZES[dyno.size].memory_bytes,
+                self._size(dyno.size).memory_bytes,
                 stats.oom_kills,
                 self._oom_seen.get(dyno.dyno_id, 0),
             )
@@ -929,6 +929,12 @@ class Manager:
         dyno.state_since = self.clock.time()
         if state is not DynoState.CRASHED:
             dyno.restart_at = None
+
+    def _size(self, name: str) -> Size:
+        # A dyno adopted from a daemon that knew a size this one's settings
+        # no longer have is judged as the default size.
+        sizes = self.config.sizes
+        return sizes.get(name) or sizes[DEFAULT_SIZE]
 
     def _settings(self, app_name: str) -> AppSettings:
         try:

@@ -153,7 +153,8 @@ def ps_scale(s: Session, changes: tuple[str, ...]) -> None:
 def ps_type(s: Session, changes: tuple[str, ...]) -> None:
     """Set the dyno size of process types; without arguments, show the sizes.
 
-    Sizes: eco, basic, standard-1x, standard-2x, performance-m, performance-l.
+    Sizes: eco, basic, standard-1x, standard-2x, performance-m, performance-l,
+    and any the host's dynod.toml adds.
 
     \b
     Example:

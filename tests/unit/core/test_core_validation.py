@@ -2,6 +2,7 @@ import pytest
 
 from dynod import validation
 from dynod.errors import InvalidConfig, InvalidFormation, InvalidName, UserInputError
+from dynod.runtime.spec import SIZES
 from dynod.state.records import AppSettings
 
 
@@ -44,9 +45,9 @@ def test_config_changes_rejected(changes: object, message: str) -> None:
 
 
 def test_sizes_and_quantities() -> None:
-    assert validation.size("Standard-2X") == "standard-2x"
+    assert validation.size("Standard-2X", SIZES) == "standard-2x"
     with pytest.raises(InvalidFormation, match="choose one of"):
-        validation.size("huge")
+        validation.size("huge", SIZES)
     assert validation.quantity(0) == 0
     for bad in (-1, 101, "3", True, 1.5):
         with pytest.raises(InvalidFormation):

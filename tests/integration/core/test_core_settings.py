@@ -1,4 +1,5 @@
-"""The release phase decides whether a release goes live, within a time limit.
+"""Settings from dynod.toml take effect: the release phase's time limit, which
+decides with the release command whether a release goes live, and dyno sizes.
 
 A daemon of its own, whose release phase may run for RELEASE_TIMEOUT seconds,
 so the limit is reached in a test's time rather than in an hour.
@@ -20,15 +21,22 @@ pytestmark = pytest.mark.integration
 
 APP = "phased"
 RELEASE_TIMEOUT = 3
+SETTINGS = f"""
+release_timeout = {RELEASE_TIMEOUT}
+[sizes.tiny]
+memory_mb = 96
+pids = 48
+cpu_shares = 1
+[sizes.standard-2x]
+pids = 600
+"""
 
 
 @pytest.fixture(scope="module")
 def live(shared_stack_dir: Path) -> Iterator[Daemon]:
     """A daemon whose app is deployed and serving, with no release phase yet."""
     base = Path(tempfile.mkdtemp(prefix="dynod-release-"))
-    daemon = make_daemon(
-        base, shared_stack_dir, f"release_timeout = {RELEASE_TIMEOUT}\n"
-    )
+    daemon = make_daemon(base, shared_stack_dir, SETTINGS)
     try:
         daemon.start()
         daemon.ctl("apps:create", APP)
@@ -94,3 +102,16 @@ def test_a_release_phase_past_its_time_limit_is_stopped_and_fails(
     live.ctl("config:set", "-a", APP, "AFTER=1")
     assert current_version(live) > before
     live.wait_for(APP, "/", "Hello from")
+
+
+def test_sizes_from_the_settings_limit_dynos(live: Daemon) -> None:
+    out = live.ctl(
+        "run", "-a", APP, "-s", "tiny", "--no-tty", "--", "echo $MEMORY_AVAILABLE"
+    )
+    assert out.stdout.split()[-1] == "96"
+    live.ctl("ps:type", "-a", APP, "web=tiny")
+    live.wait_for(APP, "/", "Hello from web.1")
+    assert {d["size"] for d in live.ctl_json("ps", "-a", APP)} == {"tiny"}
+    refused = live.ctl("ps:type", "-a", APP, "web=huge", check=False)
+    assert refused.returncode == 1 and "tiny" in refused.stderr
+    live.ctl("ps:type", "-a", APP, "web=standard-1x")
