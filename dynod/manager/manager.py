@@ -474,12 +474,13 @@ class Manager:
             created_at=now,
             attached=attach,
         )
+        # PATH is the stack's unless a config var sets it; buildpacks extend it
+        # through .profile.d, which the launcher sources.
         env = {
             **release.config,
             **extra_env,
             "DYNO": name,
             "HOME": "/app",
-            "PATH": "/app/.heroku/python/bin:/usr/local/bin:/usr/bin:/bin",
             "DYNOD_APP_NAME": app.name,
             "DYNOD_RELEASE_VERSION": f"v{release.version}",
             "DYNOD_DYNO_ID": dyno.dyno_id,

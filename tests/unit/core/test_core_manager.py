@@ -129,6 +129,8 @@ async def test_reconcile_starts_formation_with_env(world) -> None:  # type: igno
     assert web.env["DYNO"] == "web.1" and web.env["A"] == "1"
     assert web.env["DYNOD_RELEASE_VERSION"] == "v1"
     assert web.env["MEMORY_AVAILABLE"] == "512"
+    # The stack's PATH (the launch plan's default) unless a config var sets it.
+    assert "PATH" not in web.env
     worker = next(s for s in agent.running.values() if s.name == "worker.1")
     assert "PORT" not in worker.env
     states = {d.name: d.state for d in manager.dynos.values()}
