@@ -282,7 +282,7 @@ class Manager:
         """Replace one formation dyno by a fresh one of ``release`` (lock held)."""
         # A crashed dyno has nothing to hand over: start its successor now.
         if old.state is DynoState.CRASHED:
-            self._forget_crashed(old)
+            self._restart_crashed(old)
             await self._start_formation(app, release, old.name, size)
             return
         old.replaced = True
@@ -654,10 +654,18 @@ class Manager:
 
         def fire() -> None:
             self._restart_at.pop(key, None)
-            self._forget_crashed(dyno)
+            self._restart_crashed(dyno)
             self._spawn(self.reconcile(dyno.app_name))
 
         self._restart_at[key] = self.clock.call_later(delay, fire)
+
+    def _restart_crashed(self, dyno: Dyno) -> None:
+        # Its successor starts next, under the same name: Heroku logs the name's
+        # way back from crashed before the new process's first line.
+        self._event(
+            dyno, f"State changed from {DynoState.CRASHED} to {DynoState.STARTING}"
+        )
+        self._forget_crashed(dyno)
 
     def _forget_crashed(self, dyno: Dyno) -> None:
         self.dynos.pop(dyno.dyno_id, None)

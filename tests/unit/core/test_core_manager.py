@@ -162,6 +162,20 @@ async def test_crash_restarts_at_once_then_backs_off(world) -> None:  # type: ig
     assert len(agent.running) == 1
     assert backoff_delay(30) == 20 * 60
 
+    # Each restart reads as Heroku's: the name leaves crashed, then starts.
+    said = [
+        line.split(": ", 1)[1]
+        for line in manager.hub.recent(store.app("demo").id, 50)
+        if "dynod[web.1]" in line
+    ]
+    restart = [
+        "State changed from up to crashed",
+        "State changed from crashed to starting",
+        "Starting process with command `python3 app.py`",
+    ]
+    assert "\n".join(restart) in "\n".join(said)
+    assert said.count("State changed from crashed to starting") == 2
+
 
 async def test_scale_down_and_new_release_rolls(world) -> None:  # type: ignore[no-untyped-def]
     manager, agent, store = world
