@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -121,7 +122,7 @@ def test_reach_a_host_service_through_the_gateway(
     assert got == "timeout"
 
 
-def test_reach_the_hosts_uplink_address(world: World, targets: Targets) -> None:
+def test_reach_the_hosts_uplink_address(targets: Targets, inside: Runner) -> None:
     # The host's address on another interface: delivered locally, so dropped too.
     uplink = (
         subprocess.run(
@@ -134,12 +135,12 @@ def test_reach_the_hosts_uplink_address(world: World, targets: Targets) -> None:
         .split()[0]
     )
     socket.create_connection((uplink, targets.host_port), timeout=2).close()
-    assert world.inside(f"result = connect({uplink!r}, {targets.host_port})") == (
-        "timeout"
-    )
+    assert inside(f"result = connect({uplink!r}, {targets.host_port})") == ("timeout")
 
 
-def test_reach_the_host_over_ipv6_link_local(world: World, targets: Targets) -> None:
+def test_reach_the_host_over_ipv6_link_local(
+    world: World, targets: Targets, inside: Runner
+) -> None:
     service = socket.socket(socket.AF_INET6)
     service.bind(("::", 0))
     service.listen(4)
@@ -149,7 +150,7 @@ def test_reach_the_host_over_ipv6_link_local(world: World, targets: Targets) -> 
         target = bridge_link_local(world) + "%eth0"
         # Retried while the dyno's own link-local address is still tentative
         # (duplicate address detection, RFC 4862 5.4) and cannot be a source.
-        got = world.inside(
+        got = inside(
             "for _ in range(40):\n"
             f"    result = connect({target!r}, {port})\n"
             "    if result != 'EADDRNOTAVAIL':\n"
@@ -169,14 +170,12 @@ def bridge_link_local(world: World) -> str:
     return text.split("inet6 ")[1].split("/")[0]
 
 
-def test_reach_a_local_network_target(world: World, targets: Targets) -> None:
-    assert world.inside(f"result = connect({targets.local!r}, {PORT})") == "timeout"
+def test_reach_a_local_network_target(targets: Targets, inside: Runner) -> None:
+    assert inside(f"result = connect({targets.local!r}, {PORT})") == "timeout"
 
 
-def test_reach_a_metadata_target(world: World, targets: Targets) -> None:
-    assert world.inside(f"result = connect({targets.metadata!r}, {PORT})") == (
-        "timeout"
-    )
+def test_reach_a_metadata_target(targets: Targets, inside: Runner) -> None:
+    assert inside(f"result = connect({targets.metadata!r}, {PORT})") == ("timeout")
 
 
 def test_reach_another_apps_web_dyno(world: World, inside: Runner) -> None:
@@ -185,14 +184,41 @@ def test_reach_another_apps_web_dyno(world: World, inside: Runner) -> None:
     assert inside(f"result = connect({addr!r}, {port})") == "timeout"
 
 
-def test_reach_a_dyno_of_the_same_app(world: World) -> None:
-    addr, port = world.web_dyno(world.attacker)
-    assert world.inside(f"result = connect({addr!r}, {port})") == "timeout"
+def test_reach_a_dyno_of_the_same_app(world: World, inside: Runner) -> None:
+    # Two web dynos, so the web dyno running the attempt has a sibling too; an
+    # attempt skips its own address.
+    daemon = world.daemon
+    daemon.ctl("ps:scale", "-a", world.attacker, "web=2")
+    try:
+        deadline = time.monotonic() + 30
+        while len(world.routes()["apps"][world.attacker]["dynos"]) < 2:
+            assert time.monotonic() < deadline, "web.2 never took traffic"
+            time.sleep(0.1)
+        dynos = [
+            (d["addr"], int(d["port"]))
+            for d in world.routes()["apps"][world.attacker]["dynos"]
+        ]
+        result = inside(
+            "def own(addr):\n"
+            "    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:\n"
+            "        s.connect((addr, 9))  # UDP: picks a source, sends nothing\n"
+            "        return s.getsockname()[0] == addr\n"
+            f"result = [connect(a, p) for a, p in {dynos!r} if not own(a)]"
+        )
+    finally:
+        # Back to one web dyno, and only once web.2 is gone may the other tests
+        # count on web.1 answering.
+        daemon.ctl("ps:scale", "-a", world.attacker, "web=1")
+        deadline = time.monotonic() + 60
+        while len(daemon.ctl_json("ps", "-a", world.attacker)) > 1:
+            assert time.monotonic() < deadline, "web.2 never stopped"
+            time.sleep(0.1)
+    assert result and set(result) == {"timeout"}
 
 
-def test_reach_a_host_abstract_socket(world: World, targets: Targets) -> None:
+def test_reach_a_host_abstract_socket(targets: Targets, inside: Runner) -> None:
     # Abstract unix sockets belong to a network namespace: not the dyno's.
-    got = world.inside(
+    got = inside(
         f"result = attempt(lambda: socket.socket(socket.AF_UNIX).connect("
         f"{targets.abstract!r}))"
     )
