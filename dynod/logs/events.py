@@ -11,8 +11,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from dynod.runtime.output import MAX_LINE, cut
+
 # Lines over this many bytes are split into several events (as Logplex does).
-MAX_LINE_BYTES = 10000
+MAX_LINE_BYTES = MAX_LINE
 
 _LINE_RE = re.compile(r"^(\S+) (app|dynod)\[([^\]]*)\]: ")
 
@@ -46,8 +48,7 @@ def format_stamp(when: float, micros: bool = True) -> str:
 
 def split_line(data: bytes) -> list[str]:
     """Decode one output line, split into pieces of at most MAX_LINE_BYTES."""
-    pieces = [data[i : i + MAX_LINE_BYTES] for i in range(0, len(data), MAX_LINE_BYTES)]
-    return [p.decode("utf-8", "replace") for p in pieces] or [""]
+    return [p.decode("utf-8", "replace") for p in cut(data, MAX_LINE_BYTES)]
 
 
 def matches(line: str, source: str | None, dyno: str | None, ptype: str | None) -> bool:

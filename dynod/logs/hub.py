@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Callable
 
 from dynod.logs.events import MAX_LINE_BYTES, LogEvent, format_stamp, matches
 from dynod.logs.store import HistoryView, LogStore
+from dynod.runtime.output import cut
 
 TAIL_QUEUE = 10000
 DEFAULT_RATE_LINES = 200_000
@@ -221,10 +222,7 @@ class LogHub:
             self._seal(flow.batch)
             flow.batch.open = flow
         if len(line) > MAX_LINE_BYTES:
-            flow.lines.extend(
-                line[i : i + MAX_LINE_BYTES]
-                for i in range(0, len(line), MAX_LINE_BYTES)
-            )
+            flow.lines.extend(cut(line, MAX_LINE_BYTES))
         else:
             flow.lines.append(line)
         if not self._flush_scheduled:

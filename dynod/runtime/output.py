@@ -1,8 +1,9 @@
 """Dyno output: pipes read in the event loop, cut into log lines.
 
 A line is what ends with a newline; one longer than :data:`MAX_LINE` bytes is
-cut into pieces of that size, so a dyno that never writes a newline cannot make
-the daemon buffer without bound.  What is left at end of file is a last line.
+cut into pieces of at most that size (:func:`cut`, never inside a UTF-8
+character), so a dyno that never writes a newline cannot make the daemon buffer
+without bound.  What is left at end of file is a last line.
 
 Speed and fairness: each wake-up reads at most :data:`_READS_PER_WAKE` chunks of
 :data:`_READ_SIZE` bytes and splits them with one ``bytes.split``, then returns
@@ -30,6 +31,27 @@ PIPE_SIZE = 1024 * 1024
 DRAIN_TIMEOUT = 1.0
 
 
+def boundary(data: bytes, limit: int) -> int:
+    """Where to cut ``data`` to keep at most ``limit`` bytes: ``limit``, or up
+    to three bytes earlier so as not to split a UTF-8 character."""
+    for end in range(limit, max(limit - 3, 1) - 1, -1):
+        if end >= len(data) or data[end] & 0xC0 != 0x80:
+            return end
+    # Not UTF-8 after all (a run of continuation bytes): cut at the limit.
+    return limit
+
+
+def cut(line: bytes, limit: int = MAX_LINE) -> list[bytes]:
+    """``line`` in pieces of at most ``limit`` bytes, cut between characters."""
+    pieces: list[bytes] = []
+    while len(line) > limit:
+        end = boundary(line, limit)
+        pieces.append(line[:end])
+        line = line[end:]
+    pieces.append(line)
+    return pieces
+
+
 class LineSplitter:
     """Turns a byte stream into lines of at most ``max_line`` bytes."""
 
@@ -50,8 +72,9 @@ class LineSplitter:
             out = lines
         # An unterminated run that has reached the limit goes out now.
         while len(self._partial) >= self.max_line:
-            out.append(self._partial[: self.max_line])
-            self._partial = self._partial[self.max_line :]
+            end = boundary(self._partial, self.max_line)
+            out.append(self._partial[:end])
+            self._partial = self._partial[end:]
         return out
 
     def flush(self) -> list[bytes]:
@@ -60,9 +83,7 @@ class LineSplitter:
         return [rest] if rest else []
 
     def _cut(self, line: bytes) -> list[bytes]:
-        if len(line) <= self.max_line:
-            return [line]
-        return [line[i : i + self.max_line] for i in range(0, len(line), self.max_line)]
+        return cut(line, self.max_line)
 
 
 class OutputReader:

@@ -15,6 +15,10 @@ def test_long_lines_split_at_10000_bytes() -> None:
     pieces = split_line(b"x" * 25000)
     assert [len(p) for p in pieces] == [10000, 10000, 5000]
     assert split_line(b"") == [""]
+    # Never inside a character: each piece is text of its own.
+    pieces = split_line(("xy" + "€" * 5000).encode())
+    assert [len(p.encode()) for p in pieces] == [9998, 5004]
+    assert "".join(pieces) == "xy" + "€" * 5000
 
 
 def test_filters() -> None:

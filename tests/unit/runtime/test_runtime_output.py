@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from dynod.runtime.output import LineSplitter, OutputReader
+from dynod.runtime.output import LineSplitter, OutputReader, cut
 
 
 def test_runtime_lines_split_on_newlines_across_chunks() -> None:
@@ -24,6 +24,21 @@ def test_runtime_long_lines_are_cut() -> None:
     # An unterminated run is released as soon as it reaches the limit.
     assert s.feed(b"zzzzz") == [b"xyzz"]
     assert s.flush() == [b"zzz"]
+
+
+def test_runtime_long_lines_are_cut_between_characters() -> None:
+    # "é" is two bytes, "€" three, "𝄞" four: no piece may end inside one.
+    for char in ("é", "€", "𝄞"):
+        text = ("ab" + char * 7).encode()
+        pieces = cut(text, 6)
+        assert all(len(p) <= 6 for p in pieces)
+        assert [p.decode() for p in pieces]  # each decodes on its own
+        assert b"".join(pieces) == text
+    s = LineSplitter(max_line=6)
+    assert s.feed("abcd€€".encode()) == [b"abcd", "€€".encode()]
+    assert s.flush() == []
+    # Bytes that are not UTF-8 are cut at the limit, as before.
+    assert cut(b"\x80" * 9, 4) == [b"\x80" * 4, b"\x80" * 4, b"\x80"]
 
 
 def test_runtime_default_limit_is_10000() -> None:
