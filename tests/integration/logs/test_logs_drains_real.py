@@ -132,6 +132,7 @@ def test_logs_syslog_drain_reaches_rsyslog_parsed(
             "api",
         )
         assert all(m["hostname"] == token for m in rsyslog.messages())
+        assert all(STAMP.match(m["timestamp"]) for m in (router, platform))
     finally:
         daemon.ctl("drains:remove", "-a", APP, url)
     assert url not in daemon.ctl("drains", "-a", APP).stdout
