@@ -1,8 +1,9 @@
 """Exhausting a dyno's resources hurts only that dyno.
 
 While one attacker dyno runs a fork bomb, a memory bomb, a disk filler or a
-CPU hog, the victim app keeps answering through the router, and every request
-stays under a latency bound far below a user-visible stall.
+CPU hog, the victim app keeps answering through the router: the typical request
+stays fast (a loopback request takes a millisecond or two) and none stalls.
+The benchmark bench_isolation_neighbour.py measures the same with percentiles.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from escape_support import World, read_result
 
 pytestmark = pytest.mark.integration
 
-# A neighbour's request must never take longer than this while the bomb runs.
+# While the bomb runs, a neighbour's median request stays under the first
+# bound and none takes longer than the second.
+MEDIAN_LATENCY = 0.05
 MAX_LATENCY = 1.0
 
 
@@ -29,6 +32,8 @@ def victim_latencies(world: World, seconds: float) -> list[float]:
         took.append(time.monotonic() - started)
         assert status == 200 and "Hello from web.1 of victim" in body
         time.sleep(0.02)
+    assert statistics.median(took) < MEDIAN_LATENCY
+    assert max(took) < MAX_LATENCY
     return took
 
 
@@ -50,13 +55,12 @@ def test_fork_bomb_stops_at_the_pids_limit(world: World) -> None:
     )
     try:
         count, error = read_result(proc)
-        took = victim_latencies(world, 2.0)
+        victim_latencies(world, 2.0)
     finally:
         proc.kill()
         proc.communicate()
     # standard-1x: 256 pids, some already taken by tini, bash and python.
     assert error == "EAGAIN" and 200 < count < 256
-    assert max(took) < MAX_LATENCY
 
 
 def test_memory_bomb_is_killed_alone(world: World) -> None:
@@ -68,14 +72,13 @@ def test_memory_bomb_is_killed_alone(world: World) -> None:
     )
     try:
         assert read_result(proc) == "started"
-        took = victim_latencies(world, 1.5)
+        victim_latencies(world, 1.5)
         proc.wait(timeout=60)
     finally:
         proc.kill()
         proc.communicate()
     # The kernel's OOM killer, inside the dyno's memory cgroup.
     assert proc.returncode == 137
-    assert max(took) < MAX_LATENCY
 
 
 def test_disk_filler_gets_enospc_alone(world: World) -> None:
@@ -123,4 +126,3 @@ def test_cpu_hog_leaves_the_neighbour_its_latency(world: World) -> None:
         f" under a CPU hog median {statistics.median(busy) * 1000:.1f} ms,"
         f" max {max(busy) * 1000:.1f} ms"
     )
-    assert max(busy) < MAX_LATENCY
