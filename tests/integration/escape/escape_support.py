@@ -10,6 +10,9 @@ An attempt runs one of two ways, as an app's code would: in a one-off dyno of
 the attacker app (``dynoctl run``, :meth:`World.inside`), or in the attacker's
 web dyno, which runs what it is sent (:meth:`World.in_web`, the
 ``tests/fixtures/apps/escape-web`` app) through the router like any request.
+
+Network attempts aim only at targets the suite makes (:class:`Targets`):
+network namespaces on veths of their own, each with a listener on PORT.
 """
 
 from __future__ import annotations
@@ -94,6 +97,70 @@ def say(obj):
 
 def script(snippet: str) -> str:
     return PRELUDE + snippet + "\nsay(result)\n"
+
+
+# Every network target listens on this port.
+PORT = 18081
+_LISTENER = """
+import socket, sys
+s = socket.socket()
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen(64)
+print("ready", flush=True)
+while True:
+    s.accept()[0].close()
+"""
+
+
+@dataclass
+class Targets:
+    """What network attempts aim at, all made by the suite."""
+
+    # A service listening on every host address, as sshd or a database would.
+    host_port: int
+    # A "local network" host (10.253.X.2, a private address).
+    local: str
+    # A "metadata" endpoint (169.254.X.254, link-local like the cloud's; the
+    # real 169.254.169.254 is left alone so the host's own is never shadowed).
+    metadata: str
+    # An "outside world" host (198.18.X.2, public by the firewall's rules: in
+    # the range RFC 2544 sets aside for tests), which dynos may reach.
+    outside: str
+    abstract: str
+
+
+def _sh(*argv: str) -> None:
+    subprocess.run(argv, check=True, capture_output=True)
+
+
+def add_target(
+    name: str, host_cidr: str, ns_cidr: str, procs: list[subprocess.Popen[str]]
+) -> None:
+    """A netns on a veth of its own, routed from the host, with a listener."""
+    _sh("ip", "netns", "add", name)
+    _sh("ip", "link", "add", name + "h", "type", "veth", "peer", "eth0", "netns", name)
+    _sh("ip", "addr", "add", host_cidr, "dev", name + "h")
+    _sh("ip", "link", "set", name + "h", "up")
+    gateway = host_cidr.split("/")[0]
+    for cmd in (
+        ["ip", "addr", "add", ns_cidr, "dev", "eth0"],
+        ["ip", "link", "set", "lo", "up"],
+        ["ip", "link", "set", "eth0", "up"],
+        ["ip", "route", "add", "default", "via", gateway],
+    ):
+        _sh("ip", "netns", "exec", name, *cmd)
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", name, "/usr/bin/python3", "-c", _LISTENER, str(PORT)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    procs.append(proc)
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+
+
+def remove_target(name: str) -> None:
+    subprocess.run(["ip", "netns", "del", name], check=False)
+    subprocess.run(["ip", "link", "del", name + "h"], check=False, capture_output=True)
 
 
 # Runs one attempt snippet somewhere inside a dyno; its ``result``.

@@ -1,8 +1,9 @@
 """A build dyno is held like any other: app code runs there too.
 
 The app's own ``npm run build`` script is arbitrary code in the build dyno; it
-probes its privileges and tries a mount, a new user namespace and the host's
-services, and the deploy's output carries its verdict.
+probes its privileges and tries a mount, a new user namespace, the host's
+services and the local network, and reaches the outside world (where package
+registries are); the deploy's output carries its verdict.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from escape_support import PRELUDE, World, parse
+from escape_support import PORT, PRELUDE, Targets, World, parse
 
 pytestmark = pytest.mark.integration
 
@@ -26,13 +27,18 @@ result = {
     "seccomp": status["Seccomp"],
     "mount": sys_("mount", b"none", b"/tmp", b"tmpfs", 0, None),
     "userns": sys_("unshare", 0x10000000),
-    "host": connect(GATEWAY, PORT),
+    "host": connect(GATEWAY, HOST_PORT),
+    "local": connect(LOCAL, PORT),
+    "metadata": connect(METADATA, PORT),
+    "outside": connect(OUTSIDE, PORT),
 }
 say(result)
 """
 
 
-def test_build_scripts_run_as_confined_as_dynos(world: World, tmp_path: Path) -> None:
+def test_build_scripts_run_as_confined_as_dynos(
+    world: World, targets: Targets, tmp_path: Path
+) -> None:
     service = socket.socket()
     service.bind(("0.0.0.0", 0))
     service.listen(4)
@@ -51,7 +57,11 @@ def test_build_scripts_run_as_confined_as_dynos(world: World, tmp_path: Path) ->
             )
         )
         (source / "probe.py").write_text(
-            PRELUDE + f"GATEWAY, PORT = {world.gateway!r}, {port}\n" + PROBE
+            PRELUDE
+            + f"GATEWAY, HOST_PORT, PORT = {world.gateway!r}, {port}, {PORT}\n"
+            + f"LOCAL, METADATA = {targets.local!r}, {targets.metadata!r}\n"
+            + f"OUTSIDE = {targets.outside!r}\n"
+            + PROBE
         )
         (source / "Procfile").write_text("worker: sleep 600\n")
         world.daemon.ctl("apps:create", "builder")
@@ -63,4 +73,5 @@ def test_build_scripts_run_as_confined_as_dynos(world: World, tmp_path: Path) ->
     assert result["caps"] == [0]
     assert (result["nnp"], result["seccomp"]) == ("1", "2")
     assert (result["mount"], result["userns"]) == ("EPERM", "EPERM")
-    assert result["host"] == "timeout"
+    assert [result[k] for k in ("host", "local", "metadata")] == ["timeout"] * 3
+    assert result["outside"] == "ok"
