@@ -161,3 +161,19 @@ def test_memory_hog_is_killed_at_its_limit(deployed: Daemon) -> None:
     )
     assert "survived" not in result.stdout
     assert result.returncode == 137
+
+
+def test_preboot_is_on_by_default_and_can_be_toggled(deployed: Daemon) -> None:
+    def preboot() -> bool:
+        listed = deployed.ctl_json("features", "-a", APP)
+        return bool({f["name"]: f["enabled"] for f in listed}["preboot"])
+
+    assert preboot() is True
+    deployed.ctl("features:disable", "-a", APP, "preboot")
+    assert preboot() is False
+    deployed.ctl("features:enable", "-a", APP, "preboot")
+    assert preboot() is True
+    stream = deployed.ctl("logs", "-a", APP, "-n", "200", "-s", "dynod").stdout
+    assert "Feature preboot disabled" in stream and "Feature preboot enabled" in stream
+    unknown = deployed.ctl("features:enable", "-a", APP, "turbo", check=False)
+    assert unknown.returncode == 1 and "preboot" in unknown.stderr
