@@ -99,15 +99,38 @@ class Config:
         return self
 
 
+# What a TOML value may be, by the annotation of its setting; sizes are tables.
+_KINDS: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "str": (str,),
+    "str | None": (str,),
+    "Path": (Path, str),
+    "Path | None": (Path, str),
+    "ipaddress.IPv4Network": (ipaddress.IPv4Network, str),
+}
+_KIND_WORDS = {int: "a whole number", float: "a number", str: "a string"}
+
+
 def _coerce(name: str, value: Any) -> Any:
-    if name in {"state_dir", "run_dir", "stack_dir", "buildpacks_dir", "drain_ca_file"}:
-        return None if value is None else Path(value)
-    if name == "acme_ca_file":
-        return None if value is None else Path(value)
-    if name == "dyno_subnet":
-        return ipaddress.IPv4Network(value)
     if name == "sizes":
         return _sizes(value)
+    annotation = str(Config.__dataclass_fields__[name].type)
+    kinds = _KINDS[annotation]
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise UserInputError(
+            f"Setting {name} = {value!r} is invalid: use {_KIND_WORDS[kinds[-1]]}."
+        )
+    if annotation.startswith("Path"):
+        return Path(str(value))
+    if name == "dyno_subnet":
+        try:
+            return ipaddress.IPv4Network(value)
+        except ValueError as exc:
+            raise UserInputError(
+                f"Dyno subnet {value!r} is invalid ({exc}): use a network such as "
+                "10.217.0.0/16."
+            ) from None
     return value
 
 

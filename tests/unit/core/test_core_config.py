@@ -18,8 +18,14 @@ def load(tmp_path: Path, text: str, **flags: object) -> config.Config:
 
 
 def test_file_then_flags_over_the_defaults(tmp_path: Path) -> None:
-    c = load(tmp_path, 'http_port = 8080\ninstance = "one"\n', instance="two")
+    c = load(
+        tmp_path,
+        'http_port = 8080\ninstance = "one"\nbuild_timeout = 60\n',
+        instance="two",
+        state_dir=tmp_path / "state",
+    )
     assert (c.http_port, c.instance, c.https_port) == (8080, "two", 443)
+    assert (c.build_timeout, c.state_dir) == (60, tmp_path / "state")
     assert c.sizes == SIZES
     assert config.load(tmp_path / "missing.toml").state_dir == Path("/var/lib/dynod")
 
@@ -30,6 +36,10 @@ def test_file_then_flags_over_the_defaults(tmp_path: Path) -> None:
         ("htp_port = 1\n", r"Unknown setting\(s\) htp_port"),
         ('instance = "Has-Caps"\n', "Instance name 'Has-Caps' is invalid"),
         ('dyno_subnet = "10.1.2.0/30"\n', "too small"),
+        ('dyno_subnet = "10.1.2.3/24"\n', "Dyno subnet '10.1.2.3/24' is invalid"),
+        ('http_port = "80"\n', "http_port = '80' is invalid: use a whole number"),
+        ("release_timeout = true\n", "release_timeout = True is invalid: use a number"),
+        ("state_dir = 5\n", "state_dir = 5 is invalid: use a string"),
     ],
 )
 def test_bad_settings_are_named(tmp_path: Path, text: str, message: str) -> None:
