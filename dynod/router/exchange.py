@@ -501,6 +501,6 @@ class Exchange:
             self.info.request_id, header_text(fwd),
             self.dyno.name.encode() if self.dyno is not None else b"",
             connect_ms, int((now - sent) * 1000) if sent else None,
-            status, self._bytes_out, cause, sock,
+            status, self._bytes_out, self.proxy.protocol, cause, sock,
         )  # fmt: skip
         ctx.logs.send(app.name, line)

@@ -7,6 +7,9 @@ and the ``dynod[router]`` source)::
     fwd="127.0.0.1" dyno=web.1 connect=1ms service=18ms status=200 bytes=13
     protocol=http
 
+``protocol`` is ``https`` for requests that came in over TLS (the form of
+Heroku's legacy router, which names the scheme and nothing more).
+
 Lines go to the unix datagram socket ``logs.sock`` as ``APP\\nLINE`` records,
 several to a datagram.  Sending never blocks and never fails the request: if
 dynod is not listening or its queue is full, the line is dropped.
@@ -29,7 +32,7 @@ _DATAGRAM_BUDGET = 32 * 1024
 # a single ``%`` on bytes, from values that are bytes already.
 _LINE = (
     b'%smethod=%s path="%s" host=%s request_id=%s fwd="%s" dyno=%s '
-    b"connect=%s service=%s status=%d bytes=%d protocol=http%s"
+    b"connect=%s service=%s status=%d bytes=%d protocol=%s%s"
 )
 
 
@@ -45,15 +48,17 @@ def format_record(
     service_ms: int | None,
     status: int,
     nbytes: int,
+    protocol: bytes = b"http",
     cause: str | None = None,
     sock: str | None = None,
 ) -> bytes:
     """One router log line as UTF-8; ``None`` times print as empty values.
 
     The text arguments are UTF-8 already (see :func:`header_text` for values
-    taken from a request).  ``cause`` (after ``desc``) says what was wrong
-    with a refused request; ``sock`` (last) names the side whose socket ended
-    an exchange early.
+    taken from a request).  ``protocol`` is the scheme the request came in
+    with; ``cause`` (after ``desc``) says what was wrong with a refused
+    request; ``sock`` (last) names the side whose socket ended an exchange
+    early.
     """
     if code is None:
         head = b"at=info "
@@ -67,7 +72,8 @@ def format_record(
         fwd.replace(b'"', b"%22"), dyno,
         b"" if connect_ms is None else b"%dms" % connect_ms,
         b"" if service_ms is None else b"%dms" % service_ms,
-        status, nbytes, b"" if sock is None else b" sock=" + sock.encode(),
+        status, nbytes, protocol,
+        b"" if sock is None else b" sock=" + sock.encode(),
     )  # fmt: skip
 
 
@@ -93,6 +99,7 @@ def format_line(
     status: int,
     nbytes: int,
     code: HCode | None = None,
+    protocol: str = "http",
     cause: str | None = None,
     sock: str | None = None,
 ) -> str:
@@ -100,7 +107,7 @@ def format_line(
     return format_record(
         code, method.encode(), path.encode(), host.encode(), request_id.encode(),
         fwd.encode(), dyno.encode(), connect_ms, service_ms, status, nbytes,
-        cause, sock,
+        protocol.encode(), cause, sock,
     ).decode()  # fmt: skip
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import cast
+from typing import ClassVar, cast
 
 import httptools
 import structlog
@@ -48,6 +48,9 @@ class _Refused(Exception):
 
 class ProxyConnection(asyncio.Protocol):
     """The router's side of one client's TCP connection."""
+
+    # The scheme the log line names (see dynod.router.logline).
+    protocol: ClassVar[bytes] = b"http"
 
     __slots__ = (
         "_active", "_between", "_closing", "_corked", "_count", "_eof", "_head",

@@ -28,7 +28,7 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import structlog
 
@@ -138,9 +138,11 @@ class CertIndex:
 
 
 class TlsProxyConnection(ProxyConnection):
-    """A client connection over TLS: forwarded as https, SNI remembered."""
+    """A client connection over TLS: forwarded and logged as https, SNI
+    remembered."""
 
     __slots__ = ("sni",)
+    protocol: ClassVar[bytes] = b"https"
 
     def __init__(self, ctx: WorkerContext, forwarded: bytes) -> None:
         super().__init__(ctx)

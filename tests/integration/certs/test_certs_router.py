@@ -1,4 +1,5 @@
-"""The router's HTTPS port: SNI, reloads, TLS policy, H32, ACME tokens on HTTP.
+"""The router's HTTPS port: SNI, reloads, TLS policy, H32, ACME tokens on HTTP,
+and the protocol named in the log line.
 
 A real router process (``python -m dynod.router``) with a certificate directory
 written by :class:`~dynod.certs.publish.CertPublisher`, and a real backend.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -213,3 +215,36 @@ def test_certs_router_answers_acme_tokens_on_http(router: Router) -> None:
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert json.loads(response.read())["host"] == "www.shop.test"
+
+
+def test_certs_router_logs_the_protocol_each_request_came_in_with(
+    router: Router,
+) -> None:
+    # Bound only for this test: the router drops lines while nobody listens.
+    path = router.run_dir / "logs.sock"
+    logs = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    lines: dict[str, str] = {}
+    try:
+        logs.bind(str(path))
+        logs.settimeout(5)
+        status, *_ = https_request(
+            router.https_port, "shop.localhost", "shop.localhost", any_cert(), "/tls"
+        )
+        assert status == 200
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{router.http_port}/plain",
+            headers={"Host": "shop.localhost"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+        # A line of an earlier test's request may still arrive: go by path.
+        while not {"/tls", "/plain"} <= lines.keys():
+            records = logs.recv(65536).decode().split("\n")[1::2]
+            lines |= {r.split('path="')[1].split('"')[0]: r for r in records}
+    finally:
+        logs.close()
+        path.unlink(missing_ok=True)
+
+    # Heroku's legacy router form: the line ends with the scheme.
+    assert lines["/tls"].rsplit(" ", 1)[1] == "protocol=https"
+    assert lines["/plain"].rsplit(" ", 1)[1] == "protocol=http"

@@ -213,6 +213,11 @@ def test_log_line_has_herokus_fields_in_order() -> None:
         'at=error code=H14 desc="No web processes running" method=GET'
     )
     assert "dyno= connect= service= status=503" in err
+    tls = format_line(
+        method="GET", path="/", host="h", request_id="r", fwd="f", dyno="web.1",
+        connect_ms=0, service_ms=2, status=200, nbytes=0, protocol="https",
+    )  # fmt: skip
+    assert tls.endswith(" bytes=0 protocol=https")
 
 
 def test_h_code_table_statuses_and_levels() -> None:
