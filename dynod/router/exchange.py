@@ -417,7 +417,7 @@ class Exchange:
             self.task.cancel()
         self.drop_upstream()
         if self.app is not None:
-            self.log(_H27, 499, self.proxy.ctx.loop.time())
+            self.log(_H27, 499, self.proxy.ctx.loop.time(), sock="client")
 
     def no_such_app(self) -> None:
         self.done = True

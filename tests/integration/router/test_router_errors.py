@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -149,6 +150,58 @@ def test_dyno_closing_without_response_is_h13(
     status, _, _ = router.get("c.localhost", "/close")
     assert status == 503
     assert _fields(read_logs(logs, 1)[0][1])["code"] == "H13"
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "abortive"),
+    [
+        # Gone while waiting for a slow dyno's answer.  A FIN alone would be a
+        # half-close, which the router honours by still sending the response;
+        # a reset says the client can no longer read it.
+        (b"GET /slow?s=5 HTTP/1.1\r\nHost: g.localhost\r\n\r\n", True),
+        # Gone halfway through its request body: a plain close is enough.
+        (
+            b"POST /echo HTTP/1.1\r\nHost: g.localhost\r\nContent-Length: 1000\r\n"
+            b"\r\nfirst part",
+            False,
+        ),
+    ],
+    ids=["awaiting-response", "mid-body"],
+)
+def test_client_closing_before_the_response_is_h27(
+    router: Router,
+    backends: Callable[[str], Backend],
+    request_bytes: bytes,
+    abortive: bool,
+) -> None:
+    be = backends("be")
+    router.write_routes({"g": app(["g.localhost"], dynos=[be.dyno("web.1")])})
+    logs = router.log_socket()
+    router.start(workers=1)
+
+    s = socket.create_connection(("127.0.0.1", router.port), timeout=5)
+    s.sendall(request_bytes)
+    # Give the router time to pass the request on to the dyno.
+    time.sleep(0.3)
+    if abortive:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    began = time.monotonic()
+    s.close()
+
+    # Logged as the client leaves, not when the dyno would have answered.
+    [(_, line)] = read_logs(logs, 1, wait=1.5)
+    assert time.monotonic() - began < 1.5
+    assert read_logs(logs, 1, wait=0.3) == []
+    f = _fields(line)
+    assert (f["at"], f["code"], f["desc"], f["status"], f["dyno"]) == (
+        "warning",
+        "H27",
+        "Client Request Interrupted",
+        "499",
+        "web.1",
+    )
+    assert line.startswith('at=warning code=H27 desc="Client Request Interrupted" ')
+    assert line.endswith(" protocol=http sock=client")
 
 
 def test_malformed_request_is_400(router: Router) -> None:
