@@ -3,7 +3,8 @@
 The head goes out as the dyno wrote it, minus hop-by-hop lines, plus the
 router's framing and headers.  A head the router will not relay is H25 (502):
 an invalid or conflicting ``Content-Length``, a status line or a
-``Set-Cookie`` line over 8192 bytes, or a whole head over 512 KB.
+``Set-Cookie`` line over 8192 bytes, or a whole head over 512 KB.  A status
+line the router cannot vouch for is H17 (503).
 """
 
 from __future__ import annotations
@@ -54,7 +55,14 @@ def relay_head(ex: Exchange, status: int, head: bytes) -> int:
     except BadResponse:
         ex.fail(_H25)
         return -1
-    if not head.startswith(b"HTTP/1."):
+    # RFC 9112 §4: version, space, three digits, space, a reason that may be
+    # empty.  Heroku refuses a line without the second space, and RFC 9110
+    # §15 makes codes outside 100-599 invalid: neither is relayed.
+    if (
+        not head.startswith(b"HTTP/1.")
+        or not head.startswith(b" ", 12)
+        or not 100 <= status <= 599
+    ):
         ex.fail(_H17)
         return -1
     if status == 101:

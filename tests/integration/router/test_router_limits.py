@@ -1,5 +1,5 @@
-"""Responses past Heroku's limits (H25), dynos cutting a response (H18), and
-the cause named on refused requests (H26)."""
+"""Responses past Heroku's limits (H25), malformed responses (H17), dynos
+cutting a response (H18), and the cause named on refused requests (H26)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,13 @@ _RESPONSES = {
     # One long header line within 512 KB is allowed.
     "/long": b"HTTP/1.1 200 OK\r\nX-Long: " + _BIG + b"\r\nContent-Length: 2\r\n\r\nok",
     "/cut": b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b",
+    # Poorly formatted responses (H17).
+    "/bad-status": b"HTTP/1.1 2x0 OK\r\nContent-Length: 2\r\n\r\nok",
+    "/not-http": b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
+    "/bare-lf": b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok",
+    "/no-reason": b"HTTP/1.1 200\r\nContent-Length: 2\r\n\r\nok",
+    "/low-status": b"HTTP/1.1 099 Low\r\nContent-Length: 2\r\n\r\nok",
+    "/high-status": b"HTTP/1.1 600 High\r\nContent-Length: 2\r\n\r\nok",
 }
 
 
@@ -94,6 +101,40 @@ def test_oversized_response_heads_are_h25_and_long_lines_pass(
         assert (f["code"], f["status"], f["path"]) == ("H25", "502", path)
     status, headers, body = router.get("l.localhost", "/long")
     assert (status, body, headers["X-Long"]) == (200, b"ok", "x" * 9000)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/bad-status",
+        "/not-http",
+        "/bare-lf",
+        "/no-reason",
+        "/low-status",
+        "/high-status",
+    ],
+)
+def test_poorly_formatted_responses_are_h17(
+    router: Router, raw_dyno: int, path: str
+) -> None:
+    dyno = {"name": "web.1", "addr": "127.0.0.1", "port": raw_dyno}
+    router.write_routes({"p": app(["p.localhost"], dynos=[dyno])})
+    logs = router.log_socket()
+    router.start(workers=1)
+
+    status, _, body = router.get("p.localhost", path)
+    assert status == 503
+    assert b"Application error" in body
+    [(_, line)] = read_logs(logs, 1)
+    f = _fields(line)
+    assert (f["at"], f["code"], f["desc"], f["status"], f["dyno"], f["path"]) == (
+        "error",
+        "H17",
+        "Poorly formatted HTTP response",
+        "503",
+        "web.1",
+        path,
+    )
 
 
 def test_dyno_closing_mid_response_is_h18(router: Router, raw_dyno: int) -> None:
