@@ -111,10 +111,11 @@ async def dispatch(ex: Exchange, avoid: Key | None = None) -> None:
         timeout = min(settings.connect_timeout, max(0.0, budget_end - began))
         try:
             conn = await asyncio.wait_for(_connect(ex, dyno), timeout)
-        except TimeoutError:
-            failure = _H19
-        except OSError:
-            failure = _H21
+        except (TimeoutError, OSError) as exc:
+            failure = _H19 if isinstance(exc, TimeoutError) else _H21
+            # The line of a request no dyno took names the last one tried.
+            ex.dyno = dyno
+            ex.connect_ms = int((ctx.loop.time() - began) * 1000)
         else:
             if ex.done:
                 # The client left while we connected: keep the connection warm.
@@ -153,11 +154,10 @@ async def _dispatch_check(ex: Exchange, dyno: DynoRoute) -> None:
     began = ctx.loop.time()
     try:
         conn = await asyncio.wait_for(_connect(ex, dyno), ctx.settings.connect_timeout)
-    except TimeoutError:
-        ex.fail(_H19)
-        return
-    except OSError:
-        ex.fail(_H21)
+    except (TimeoutError, OSError) as exc:
+        ex.dyno = dyno
+        ex.connect_ms = int((ctx.loop.time() - began) * 1000)
+        ex.fail(_H19 if isinstance(exc, TimeoutError) else _H21)
         return
     if ex.done:
         conn.close()

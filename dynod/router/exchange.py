@@ -64,7 +64,6 @@ class Exchange:
 
     __slots__ = (
         "_bytes_out",
-        "_connect_ms",
         "_counted",
         "_pending",
         "_pending_bytes",
@@ -75,6 +74,7 @@ class Exchange:
         "attempts",
         "blocked",
         "chunked_out",
+        "connect_ms",
         "done",
         "dyno",
         "early",
@@ -130,7 +130,8 @@ class Exchange:
         self._pending_bytes = 0
         self.blocked = False
         self.task: asyncio.Task[None] | None = None
-        self._connect_ms: int | None = None
+        # How long the connection to ``dyno`` took to make (or to fail).
+        self.connect_ms: int | None = None
         self._sent_at = 0.0
         self.chunked_out = False
         self.eof_framed = False
@@ -205,7 +206,7 @@ class Exchange:
         ctx = proxy.ctx
         self.dyno = dyno
         self.upstream = conn
-        self._connect_ms = connect_ms
+        self.connect_ms = connect_ms
         conn.exchange = self
         if self.info.expect_continue and not self.request_done:
             # Once per request, also when it is sent to a second dyno.
@@ -493,7 +494,7 @@ class Exchange:
         if not self.fwd and self.info.forwarded_for is not None:
             fwd = self.info.forwarded_for + b", " + fwd
         sent = self._sent_at
-        connect_ms = self._connect_ms
+        connect_ms = self.connect_ms
         if connect_ms is None and sent:
             connect_ms = 0
         line = format_record(

@@ -7,7 +7,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from router_harness import (
@@ -118,7 +118,65 @@ def test_all_dynos_refusing_is_h21(router: Router) -> None:
 
     status, _, _ = router.get("r.localhost")
     assert status == 503
-    assert _fields(read_logs(logs, 1)[0][1])["code"] == "H21"
+    f = _fields(read_logs(logs, 1)[0][1])
+    assert (f["code"], f["status"]) == ("H21", "503")
+    # The last dyno tried, and how long its refusal took.
+    assert f["dyno"] in ("web.1", "web.2") and f["connect"].endswith("ms")
+
+
+@pytest.fixture
+def unanswered_port() -> Iterator[int]:
+    """A loopback port where connecting hangs: a listener that never accepts,
+    its accept queue full.  Linux drops a SYN to such a listener (the client
+    sends it again and again) instead of refusing it."""
+    listener = socket.socket()
+    fillers: list[socket.socket] = []
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = int(listener.getsockname()[1])
+        # Fill the queue until a connection attempt goes unanswered.
+        for _ in range(8):
+            probe = socket.socket()
+            probe.settimeout(0.3)
+            fillers.append(probe)
+            try:
+                probe.connect(("127.0.0.1", port))
+            except TimeoutError:
+                break
+        else:
+            pytest.fail("connections to a full accept queue did not hang")
+        yield port
+    finally:
+        for s in fillers:
+            s.close()
+        listener.close()
+
+
+def test_dyno_not_answering_connects_in_time_is_h19(
+    router: Router, unanswered_port: int
+) -> None:
+    dyno = {"name": "web.1", "addr": "127.0.0.1", "port": unanswered_port}
+    router.write_routes({"t": app(["t.localhost"], dynos=[dyno])})
+    logs = router.log_socket()
+    router.start("--connect-timeout", "0.8", workers=1)
+
+    began = time.monotonic()
+    status, _, body = router.get("t.localhost", "/x")
+    assert status == 503
+    assert b"Application error" in body
+    assert 0.75 <= time.monotonic() - began < 3
+    [(_, line)] = read_logs(logs, 1)
+    f = _fields(line)
+    assert (f["at"], f["code"], f["desc"], f["status"], f["dyno"]) == (
+        "error",
+        "H19",
+        "Backend connection timeout",
+        "503",
+        "web.1",
+    )
+    # As Heroku's line: the time the attempt took, that is the timeout.
+    assert 750 <= int(f["connect"].removesuffix("ms")) < 1500
 
 
 def test_no_first_byte_in_time_is_h12(
