@@ -208,6 +208,11 @@ class Exchange:
         self.upstream = conn
         self.connect_ms = connect_ms
         conn.exchange = self
+        if proxy.write_paused:
+            # The client's socket filled during an earlier exchange (its
+            # requests were pipelined): the transport reports that once, so
+            # this dyno must wait for the drain like the one before it.
+            conn.pause_reading()
         if self.info.expect_continue and not self.request_done:
             # Once per request, also when it is sent to a second dyno.
             self.info.expect_continue = False

@@ -55,8 +55,8 @@ class ProxyConnection(asyncio.Protocol):
     __slots__ = (
         "_active", "_between", "_closing", "_corked", "_count", "_eof", "_head",
         "_last", "_out", "_parser", "_queue", "_read_blocks", "_receiving",
-        "_tunnel", "_url", "_write_paused", "client_ip", "ctx", "forwarded",
-        "last_active", "transport",
+        "_tunnel", "_url", "client_ip", "ctx", "forwarded", "last_active",
+        "transport", "write_paused",
     )  # fmt: skip
 
     def __init__(self, ctx: WorkerContext) -> None:
@@ -80,7 +80,8 @@ class ProxyConnection(asyncio.Protocol):
         self._tunnel: Exchange | None = None
         self._queue: deque[Exchange] = deque()
         self._read_blocks = 0
-        self._write_paused = False
+        # The client's socket is full: dynos are not read until it drains.
+        self.write_paused = False
         self._closing = False
         self._eof = False
         # While corked, writes collect here and go out as one send on uncork.
@@ -182,13 +183,13 @@ class ProxyConnection(asyncio.Protocol):
         self._queue.clear()
 
     def pause_writing(self) -> None:
-        self._write_paused = True
+        self.write_paused = True
         ex = self._active
         if ex is not None and ex.upstream is not None:
             ex.upstream.pause_reading()
 
     def resume_writing(self) -> None:
-        self._write_paused = False
+        self.write_paused = False
         ex = self._active
         if ex is not None and ex.upstream is not None:
             ex.upstream.resume_reading()

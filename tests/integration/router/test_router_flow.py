@@ -47,7 +47,6 @@ class Dyno:
 
     listener: socket.socket
     moved: int = 0
-    digest: str = ""
     error: Exception | None = None
     resume: threading.Event = field(default_factory=threading.Event)
 
@@ -109,6 +108,37 @@ def _serve_upload(dyno: Dyno) -> None:
     except Exception as exc:
         # The thread cannot fail the test itself: the test reads this.
         dyno.error = exc
+
+
+_SMALL = 4096
+
+
+def _serve_closing(dyno: Dyno) -> None:
+    """Answer each connection's one request, ``/small`` with a few KiB and
+    anything else with BODY bytes, then close it (``Connection: close``)."""
+
+    def answer(conn: socket.socket) -> None:
+        with conn:
+            head, _ = _read_head(conn)
+            size = _SMALL if head.startswith(b"GET /small ") else BODY
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nConnection: close\r\n"
+                b"Content-Length: %d\r\n\r\n" % size
+            )
+            block = memoryview(_BLOCK)
+            for start in range(0, size, MiB):
+                part = block[: min(MiB, size - start)]
+                conn.sendall(part)
+                if size == BODY:
+                    dyno.moved += len(part)
+
+    try:
+        while True:
+            conn, _ = dyno.listener.accept()
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+    except OSError:
+        # The test is over: the listener was closed.
+        return
 
 
 @pytest.fixture
@@ -237,3 +267,49 @@ def test_a_dyno_that_stops_reading_holds_the_client_back(
     assert (dyno.moved, answer.decode()) == (BODY, _body_digest(BODY))
 
     _check_held_back("the client", early, late, grown)
+
+
+def test_a_pipelining_client_that_stops_reading_holds_every_dyno_back(
+    router: Router, dyno: Dyno
+) -> None:
+    worker = _start(router, dyno)
+    threading.Thread(target=_serve_closing, args=(dyno,), daemon=True).start()
+    rss_before = _rss(worker)
+
+    # Small responses, more than the socket buffers hold, then a large one,
+    # each from its own dyno connection.  One of the small ones ends as the
+    # client's socket fills: the connections made after it must wait too.
+    count = 2048
+    small = b"GET /small HTTP/1.1\r\nHost: f.localhost\r\n\r\n"
+    requests = small * count + b"GET /big HTTP/1.1\r\nHost: f.localhost\r\n\r\n"
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(30)
+        s.connect(("127.0.0.1", router.port))
+        sender = threading.Thread(target=s.sendall, args=(requests,), daemon=True)
+        sender.start()
+        time.sleep(PAUSE / 3)
+        early = dyno.moved
+        time.sleep(PAUSE * 2 / 3)
+        late = dyno.moved
+        grown = _rss(worker) - rss_before
+
+        # Then every response arrives, in order and whole.
+        stream = s.makefile("rb")
+        for i in range(count + 1):
+            status = stream.readline()
+            assert status.startswith(b"HTTP/1.1 200 "), (i, status)
+            length = 0
+            while (line := stream.readline()) != b"\r\n":
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            assert length == (_SMALL if i < count else BODY)
+            digest = hashlib.sha256()
+            while length:
+                data = stream.read(min(MiB, length))
+                assert data, f"response {i} ended early"
+                digest.update(data)
+                length -= len(data)
+        sender.join(10)
+    assert digest.hexdigest() == _body_digest(BODY)
+    _check_held_back("the dyno", early, late, grown)
