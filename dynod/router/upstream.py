@@ -20,8 +20,11 @@ from dynod.router.response import MAX_HEAD
 
 if TYPE_CHECKING:
     from dynod.router.exchange import Exchange
+    from dynod.router.proxy import ProxyConnection
 
 Key = tuple[str, int]
+# The reason bit of a client whose reading waits for a dyno's full socket.
+READ_BLOCK_DYNO = 1
 # After "HTTP/1.1 ": a final status and a reason phrase (RFC 9112 §4).
 _STATUS_LINE = re.compile(rb"[2-5][0-9][0-9] [\t\x20-\x7e\x80-\xff]*+")
 
@@ -31,7 +34,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     __slots__ = (
         "_head", "_head_only", "_in_head", "_interim", "_parser", "_relayed",
-        "_tunnel", "closed", "exchange", "idle_since", "key", "pool",
+        "_tunnel", "closed", "exchange", "holding", "idle_since", "key", "pool",
         "reading_paused", "transport", "used",
     )  # fmt: skip
 
@@ -45,6 +48,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.used = False
         # Set while the client's full socket holds back reading from the dyno.
         self.reading_paused = False
+        # The client whose reading this connection's full socket holds back.
+        # Kept apart from ``exchange``, which may end first: the block must be
+        # lifted however the connection ends.
+        self.holding: ProxyConnection | None = None
         self._parser = httptools.HttpResponseParser(self)
         # The bytes of the response head being received: the parser checks
         # the head, and the router relays its lines without re-serialising.
@@ -149,6 +156,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.let_go()
         ex = self.exchange
         if ex is not None:
             self.exchange = None
@@ -157,12 +165,18 @@ class UpstreamConnection(asyncio.Protocol):
             self.pool.discard(self)
 
     def pause_writing(self) -> None:
-        if self.exchange is not None:
-            self.exchange.proxy.block_reading(1)
+        if self.exchange is not None and self.holding is None:
+            self.holding = self.exchange.proxy
+            self.holding.block_reading(READ_BLOCK_DYNO)
 
     def resume_writing(self) -> None:
-        if self.exchange is not None:
-            self.exchange.proxy.unblock_reading(1)
+        self.let_go()
+
+    def let_go(self) -> None:
+        """Let the client held back by this connection's full socket read again."""
+        proxy, self.holding = self.holding, None
+        if proxy is not None:
+            proxy.unblock_reading(READ_BLOCK_DYNO)
 
     # -- parser callbacks ------------------------------------------------------
 
@@ -236,6 +250,7 @@ class UpstreamConnection(asyncio.Protocol):
     def close(self) -> None:
         self.closed = True
         self.exchange = None
+        self.let_go()
         if self.transport is not None:
             self.transport.abort()
 
@@ -266,6 +281,12 @@ class UpstreamPool:
         """
         conn.exchange = None
         if conn.closed:
+            return
+        if conn.holding is not None:
+            # Its socket is still full of this request's body, and the
+            # transport reports that only once: the next exchange's client
+            # would not be held back by it.
+            conn.close()
             return
         live = self._live
         if live is not None and conn.key not in live:

@@ -141,13 +141,45 @@ def _serve_closing(dyno: Dyno) -> None:
         return
 
 
+def _serve_early(dyno: Dyno) -> None:
+    """Refuse an upload with 413 before reading its body, then close; answer
+    any other request with 200."""
+
+    def answer(conn: socket.socket) -> None:
+        with conn:
+            head, _ = _read_head(conn)
+            if head.startswith(b"GET "):
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nConnection: close\r\n"
+                    b"Content-Length: 5\r\n\r\nafter"
+                )
+                return
+            # Long enough for the upload to fill the socket buffers.
+            time.sleep(1)
+            conn.sendall(
+                b"HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\n"
+                b"Content-Length: 0\r\n\r\n"
+            )
+            conn.shutdown(socket.SHUT_WR)
+            dyno.resume.wait(30)
+
+    try:
+        while True:
+            conn, _ = dyno.listener.accept()
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+    except OSError:
+        return
+
+
 @pytest.fixture
 def dyno() -> Iterator[Dyno]:
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(30)
+    d = Dyno(listener)
     try:
-        yield Dyno(listener)
+        yield d
     finally:
+        d.resume.set()
         listener.close()
 
 
@@ -313,3 +345,36 @@ def test_a_pipelining_client_that_stops_reading_holds_every_dyno_back(
         sender.join(10)
     assert digest.hexdigest() == _body_digest(BODY)
     _check_held_back("the dyno", early, late, grown)
+
+
+def test_an_upload_refused_early_leaves_the_connection_usable(
+    router: Router, dyno: Dyno
+) -> None:
+    _start(router, dyno)
+    threading.Thread(target=_serve_early, args=(dyno,), daemon=True).start()
+    size = 64 * MiB
+
+    with socket.create_connection(("127.0.0.1", router.port), timeout=30) as s:
+
+        def upload() -> None:
+            s.sendall(
+                b"POST /up HTTP/1.1\r\nHost: f.localhost\r\nContent-Length: %d\r\n\r\n"
+                % size
+            )
+            block = memoryview(_BLOCK)
+            for _ in range(size // MiB):
+                s.sendall(block)
+            s.sendall(b"GET /next HTTP/1.1\r\nHost: f.localhost\r\n\r\n")
+
+        client = threading.Thread(target=upload, daemon=True)
+        client.start()
+        stream = s.makefile("rb")
+        assert stream.readline().startswith(b"HTTP/1.1 413 ")
+
+        # The dyno that held the upload back is gone: the rest of the body is
+        # read (and dropped), and the next request on the connection served.
+        client.join(15)
+        assert not client.is_alive(), "the router stopped reading the upload"
+        while stream.readline() != b"\r\n":
+            pass
+        assert stream.readline().startswith(b"HTTP/1.1 200 ")

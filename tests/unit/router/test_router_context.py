@@ -74,6 +74,7 @@ class FakeConn:
         self.idle_since = 0.0
         self.used = False
         self.reading_paused = False
+        self.holding: object | None = None
 
     def close(self) -> None:
         self.closed = True
@@ -100,3 +101,12 @@ def test_pool_closes_connections_to_dynos_that_left_the_table() -> None:
     pool.put(cast(UpstreamConnection, a2), 2.0)
     assert pool.idle_count(A.key) == 2
     assert pool.take(A.key) is cast(UpstreamConnection, a2)
+
+
+def test_pool_closes_a_connection_whose_socket_is_still_full() -> None:
+    pool = UpstreamPool(size=4)
+    full = FakeConn(A.key)
+    full.holding = object()
+    pool.put(cast(UpstreamConnection, full), 1.0)
+    assert full.closed
+    assert pool.take(A.key) is None
