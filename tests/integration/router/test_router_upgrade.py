@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 from collections.abc import Iterator
 
+import aiohttp
 import pytest
+from aiohttp import web
 from router_harness import Router, app, read_logs, router
 
 pytestmark = pytest.mark.integration
@@ -145,3 +148,70 @@ def test_declined_upgrade_is_a_normal_response_then_a_close(
         data = _read_until(s, b"never")
     assert data.startswith(b"HTTP/1.1 200 OK\r\n")
     assert b"\r\nConnection: close\r\n" in data and data.endswith(b"no")
+
+
+async def test_websocket_messages_go_both_ways_and_the_close_is_clean(
+    router: Router,
+) -> None:
+    # The dyno: aiohttp's WebSocket server, greeting first, then answering
+    # each text message upper-cased and each binary one reversed.
+    seen: dict[str, str] = {}
+    closed = asyncio.Event()
+    close_codes: list[int | None] = []
+
+    async def handle(request: web.Request) -> web.WebSocketResponse:
+        seen.update(request.headers)
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_str("hello from web.1")
+        async for msg in ws:
+            if msg.type is aiohttp.WSMsgType.TEXT:
+                await ws.send_str(msg.data.upper())
+            elif msg.type is aiohttp.WSMsgType.BINARY:
+                await ws.send_bytes(msg.data[::-1])
+        close_codes.append(ws.close_code)
+        closed.set()
+        return ws
+
+    web_app = web.Application()
+    web_app.router.add_get("/ws", handle)
+    runner = web.AppRunner(web_app)
+    await runner.setup()
+    listener = socket.create_server(("127.0.0.1", 0))
+    await web.SockSite(runner, listener).start()
+    try:
+        port = listener.getsockname()[1]
+        dyno = {"name": "web.1", "addr": "127.0.0.1", "port": port}
+        router.write_routes({"ws": app(["ws.localhost"], dynos=[dyno])})
+        logs = router.log_socket()
+        router.start(workers=1)
+
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(
+                f"http://127.0.0.1:{router.port}/ws?room=1",
+                headers={"Host": "ws.localhost"},
+                timeout=aiohttp.ClientWSTimeout(ws_receive=10),
+            ) as ws,
+        ):
+            assert await ws.receive_str() == "hello from web.1"
+            for text in ("hello", "héllo ✓", "x" * 70_000):
+                await ws.send_str(text)
+                assert await ws.receive_str() == text.upper()
+            for data in (b"\x00\x01\xff", bytes(range(256)) * 4096):
+                await ws.send_bytes(data)
+                assert await ws.receive_bytes() == data[::-1]
+            assert await ws.close()
+            assert ws.close_code == aiohttp.WSCloseCode.OK
+
+        # The dyno saw the handshake and the clean close.
+        await asyncio.wait_for(closed.wait(), 5)
+        assert close_codes == [aiohttp.WSCloseCode.OK]
+        assert seen["Upgrade"].lower() == "websocket"
+        assert "Sec-WebSocket-Key" in seen and seen["X-Forwarded-Proto"] == "http"
+    finally:
+        await runner.cleanup()
+        listener.close()
+
+    [(_, line)] = await asyncio.to_thread(read_logs, logs, 1)
+    assert 'path="/ws?room=1"' in line and "status=101" in line
