@@ -4,7 +4,9 @@ The router relays bodies as they come and stops reading from one side while
 the other side's socket is full, so a client that stops reading (or a dyno
 that stops reading an upload) never makes it buffer a body.  These tests move
 bodies far larger than every socket buffer on the way and watch the router
-worker's resident memory and how far the fast side got.
+worker's resident memory and how far the fast side got: for one request each
+way, for pipelined requests whose dyno connections are made while the
+client's socket is full, and for an upload whose dyno gives up on it.
 """
 
 from __future__ import annotations
@@ -42,8 +44,9 @@ def _body_digest(size: int) -> str:
 
 @dataclass
 class Dyno:
-    """One raw dyno for one request, run by a thread; ``moved`` counts the body
-    bytes it has sent (download) or received (upload)."""
+    """A raw dyno run by threads (one of the ``_serve_*`` functions):
+    ``moved`` counts the large body's bytes it has sent (download) or
+    received (upload); ``resume`` lets a dyno that waits go on."""
 
     listener: socket.socket
     moved: int = 0
