@@ -8,6 +8,7 @@ written by :class:`~dynod.certs.publish.CertPublisher`, and a real backend.
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import socket
 import ssl
@@ -113,6 +114,7 @@ def router() -> Iterator[Router]:
             proc.wait()
         backend.shutdown()
         backend.server_close()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _publish_and_wait(router: Router, hosts: dict[str, tuple[str, str]]) -> None:
@@ -188,6 +190,30 @@ def test_certs_router_refuses_tls_below_1_2(router: Router) -> None:
     old.maximum_version = ssl.TLSVersion.TLSv1_2
     status, *_ = https_request(
         router.https_port, "shop.localhost", "shop.localhost", old
+    )
+    assert status == 200
+
+
+def test_certs_router_offers_tls_1_2_only_forward_secret_aead_ciphers(
+    router: Router,
+) -> None:
+    def client(ciphers: str) -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ctx.set_ciphers(ciphers)
+        return ctx
+
+    # Static RSA key exchange (no forward secrecy) and CBC suites: refused.
+    for weak in ("AES128-GCM-SHA256:AES256-SHA", "ECDHE+AES128+SHA1:ECDHE+AES256+SHA1"):
+        with pytest.raises(ssl.SSLError):
+            https_request(
+                router.https_port, "shop.localhost", "shop.localhost", client(weak)
+            )
+    # The same client offering ECDHE with AES-GCM gets through.
+    status, *_ = https_request(
+        router.https_port, "shop.localhost", "shop.localhost", client("ECDHE+AESGCM")
     )
     assert status == 200
 
