@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import tomllib
+import zlib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from dynod.runtime.spec import DEFAULT_SIZE, MB, SIZES, Size
 DEFAULT_CONFIG_FILE = Path("/etc/dynod/dynod.toml")
 _INSTANCE_RE = re.compile(r"[a-z][a-z0-9]{0,7}")
 DEFAULT_SUBNET = ipaddress.IPv4Network("10.217.0.0/16")
+DEFAULT_UID_BASE = 200000
+UID_BLOCK = 65536
 
 
 @dataclass(frozen=True)
@@ -57,8 +60,9 @@ class Config:
     # A slug used (by a dyno start or a rollback) this recently is never
     # collected, whatever the releases say.
     slug_gc_grace: float = 10 * 60
-    # Host uids (and gids) handed to apps: app N runs as uid_base + N.
-    uid_base: int = 200000
+    # Host uids (and gids) handed to apps: app N runs as uid_base + N.  Unset,
+    # each instance takes a block of its own (see :meth:`app_uid`).
+    uid_base: int | None = None
     # The host's /usr snapshot and filtered /etc live here; shared by daemons
     # that name the same directory.
     stack_dir: Path | None = None
@@ -70,6 +74,23 @@ class Config:
     # Dyno sizes by name: Heroku's, changed or added to by ``[sizes.NAME]``
     # tables (see :func:`_sizes`).
     sizes: dict[str, Size] = field(default_factory=lambda: dict(SIZES), hash=False)
+
+    def app_uid(self, index: int) -> int:
+        """The host uid (and gid) of the app with ``index``.
+
+        The default instance's apps start at 200000; another instance's start
+        in a 65536-uid block picked by its name, so that daemons side by side
+        do not hand one uid to two apps (an explicit ``uid_base`` wins).
+        """
+        base = self.uid_base
+        if base is None:
+            block = (
+                0
+                if self.instance == "dynod"
+                else 1 + zlib.crc32(self.instance.encode()) % 4096
+            )
+            base = DEFAULT_UID_BASE + block * UID_BLOCK
+        return base + index
 
     @property
     def api_socket(self) -> Path:
@@ -92,6 +113,11 @@ class Config:
                     f"API listener {self.api_listen!r} is invalid: use HOST:PORT, "
                     "for example 127.0.0.1:5000."
                 )
+        if self.uid_base is not None and not 1000 <= self.uid_base < 2**31 - UID_BLOCK:
+            raise UserInputError(
+                f"uid_base {self.uid_base} is invalid: use a number from 1000 up, "
+                "with room above it for every app's uid."
+            )
         if self.dyno_subnet.prefixlen > 28:
             raise UserInputError(
                 f"Dyno subnet {self.dyno_subnet} is too small: use a /28 or larger."
@@ -105,6 +131,7 @@ _KINDS: dict[str, tuple[type, ...]] = {
     "float": (int, float),
     "str": (str,),
     "str | None": (str,),
+    "int | None": (int,),
     "Path": (Path, str),
     "Path | None": (Path, str),
     "ipaddress.IPv4Network": (ipaddress.IPv4Network, str),

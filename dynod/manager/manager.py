@@ -456,7 +456,7 @@ class Manager:
     ) -> Dyno:
         assert self.agent is not None and release.slug_digest is not None
         size = self._size(size_name)
-        uid = self.config.uid_base + app.uid_index
+        uid = self.config.app_uid(app.uid_index)
         now = self.clock.time()
         dyno = Dyno(
             dyno_id=str(uuid.uuid4()),

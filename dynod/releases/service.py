@@ -101,7 +101,7 @@ class Releases:
                     raise BuildFailed(f"Build {build.id} was cancelled before it ran.")
                 app = self.store.app(app_name)
                 self.hub.emit(app.id, "dynod", "api", f"Build started by {build.user}")
-                uid = self.config.uid_base + app.uid_index
+                uid = self.config.app_uid(app.uid_index)
                 result = await self.builder.build(
                     BuildRequest(
                         build_id=build.id,

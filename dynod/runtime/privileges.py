@@ -9,17 +9,17 @@ Order matters, and each step is one the next cannot undo::
     no_new_privs    setuid bits and file capabilities stop meaning anything
     seccomp         the filter of :mod:`dynod.runtime.seccomp` (needs no_new_privs)
 
-Which uid: every app gets a dedicated host uid (``uid_base`` + the app's index,
-never shared between apps), not a user namespace.  Inside a user namespace the
-dyno would be "root" with a full capability set over every object its
-namespaces own, and that is exactly the surface behind most container escapes of
-recent years (netfilter, overlayfs and mount bugs reachable only with
-namespaced CAP_SYS_ADMIN/CAP_NET_ADMIN).  A plain unprivileged uid, no
+Which uid: every app gets a dedicated host uid (``Config.app_uid``: a base per
+instance + the app's index, never shared between apps), not a user namespace.
+Inside a user namespace the dyno would be "root" with a full capability set over
+every object its namespaces own, and that is exactly the surface behind most
+container escapes of recent years (netfilter, overlayfs and mount bugs reachable
+only with namespaced CAP_SYS_ADMIN/CAP_NET_ADMIN).  A plain unprivileged uid, no
 capabilities anywhere and ``unshare(CLONE_NEWUSER)`` blocked by seccomp leave
 that surface closed.  A dedicated uid also lets the slug be owned by the app
 without remapping the stack, and makes RLIMIT_NPROC (counted per uid across the
-host) a per-app backstop.  The price: the dyno's uid is a real host uid, so
-the host's mode bits apply to whatever it can see, which is only the stack (no
+host) a per-app backstop.  The price: the dyno's uid is a real host uid, so the
+host's mode bits apply to whatever it can see, which is only the stack (no
 secrets, see :mod:`dynod.runtime.stack`), its slug and its own mounts.
 """
 

@@ -2,7 +2,7 @@
 CREATE TABLE IF NOT EXISTS apps (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
-    -- Host uid (and gid) the app's dynos run as: config.uid_base + uid_index.
+    -- Host uid (and gid) the app's dynos run as: Config.app_uid(uid_index).
     uid_index INTEGER NOT NULL UNIQUE,
     config TEXT NOT NULL DEFAULT '{}',
     settings TEXT NOT NULL DEFAULT '{}',

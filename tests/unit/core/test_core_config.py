@@ -75,3 +75,14 @@ def test_sizes_are_changed_and_added_by_tables(tmp_path: Path) -> None:
 def test_bad_sizes_are_named(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(UserInputError, match=message):
         load(tmp_path, text)
+
+
+def test_each_instance_hands_out_uids_of_its_own(tmp_path: Path) -> None:
+    default = load(tmp_path, "")
+    assert default.app_uid(0) == 200000 and default.app_uid(7) == 200007
+    blocks = {load(tmp_path, f'instance = "{n}"\n').app_uid(0) for n in ("a1", "b2")}
+    assert len(blocks) == 2 and all(b >= 200000 + 65536 for b in blocks)
+    assert all((b - 200000) % 65536 == 0 for b in blocks)
+    assert load(tmp_path, 'instance = "a1"\nuid_base = 5000\n').app_uid(3) == 5003
+    with pytest.raises(UserInputError, match="uid_base 10 is invalid"):
+        load(tmp_path, "uid_base = 10\n")
