@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.daemon import Daemon, make_daemon
+from tests.support.daemon import Daemon, running_daemon
 from tests.support.names import ISSUED, TEST_INSTANCE_RE, new_instance
 
 
@@ -101,11 +101,5 @@ def shared_stack_dir() -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def dynod(shared_stack_dir: Path) -> Iterator[Daemon]:
     """A real ``dynod serve`` of its own for the test module."""
-    base = Path(tempfile.mkdtemp(prefix="dynod-it-"))
-    daemon = make_daemon(base, shared_stack_dir)
-    try:
-        daemon.start()
+    with running_daemon(shared_stack_dir) as daemon:
         yield daemon
-    finally:
-        daemon.destroy()
-        shutil.rmtree(base, ignore_errors=True)

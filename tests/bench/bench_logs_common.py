@@ -20,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from tests.support.daemon import Daemon, make_daemon  # noqa: E402
+from tests.support.daemon import Daemon, running_daemon  # noqa: E402
 
 APP = "bench"
 LOG_APP = REPO / "tests" / "fixtures" / "apps" / "log-writer"
@@ -30,17 +30,13 @@ FLOOD_LINE = re.compile(rb"bench (\d+) x")
 @contextmanager
 def daemon(settings: str = "") -> Iterator[Daemon]:
     """A started daemon with ``settings`` (TOML) and the app deployed."""
-    base = Path(tempfile.mkdtemp(prefix="dynod-bench-logs-"))
     stacks = Path(tempfile.mkdtemp(prefix="dynod-bench-stacks-"))
-    d = make_daemon(base, stacks, settings)
     try:
-        d.start()
-        d.ctl("apps:create", APP)
-        d.ctl("deploy", "-a", APP, str(LOG_APP))
-        yield d
+        with running_daemon(stacks, settings, prefix="dynod-bench-logs-") as d:
+            d.ctl("apps:create", APP)
+            d.ctl("deploy", "-a", APP, str(LOG_APP))
+            yield d
     finally:
-        d.destroy()
-        shutil.rmtree(base, ignore_errors=True)
         shutil.rmtree(stacks, ignore_errors=True)
 
 

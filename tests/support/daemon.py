@@ -12,12 +12,16 @@ import http.client
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -194,3 +198,24 @@ def make_daemon(base: Path, stack_dir: Path, settings: str = "") -> Daemon:
         str(base / "none.toml"),
     ]
     return Daemon(instance, state_dir, run_dir, http_port, subnet, flags)
+
+
+@contextmanager
+def running_daemon(
+    stack_dir: Path,
+    settings: str = "",
+    *,
+    prefix: str = "dynod-it-",
+    flags: Sequence[str] = (),
+) -> Iterator[Daemon]:
+    """A started daemon of its own (:func:`make_daemon`, plus ``flags``); at
+    the end it is stopped and torn down, and its directory removed."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    daemon = make_daemon(base, stack_dir, settings)
+    daemon.flags += flags
+    try:
+        daemon.start()
+        yield daemon
+    finally:
+        daemon.destroy()
+        shutil.rmtree(base, ignore_errors=True)

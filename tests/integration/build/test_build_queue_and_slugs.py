@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.daemon import EXAMPLE_APP, REPO, VENV_BIN, Daemon, make_daemon
+from tests.support.daemon import EXAMPLE_APP, REPO, VENV_BIN, Daemon, running_daemon
 
 pytestmark = pytest.mark.integration
 
@@ -26,16 +25,9 @@ HANGING = REPO / "tests" / "fixtures" / "apps" / "hanging"
 
 @pytest.fixture(scope="module")
 def daemon(shared_stack_dir: Path) -> Iterator[Daemon]:
-    base = Path(tempfile.mkdtemp(prefix="dynod-slugs-"))
-    d = make_daemon(
-        base, shared_stack_dir, f"slugs_kept_per_app = {KEPT}\nslug_gc_grace = 0\n"
-    )
-    try:
-        d.start()
+    settings = f"slugs_kept_per_app = {KEPT}\nslug_gc_grace = 0\n"
+    with running_daemon(shared_stack_dir, settings) as d:
         yield d
-    finally:
-        d.destroy()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def eventually(check: Callable[[], bool], what: str, timeout: float = 30) -> None:

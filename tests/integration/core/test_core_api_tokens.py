@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -15,23 +13,17 @@ from typing import Any
 
 import pytest
 
-from tests.support.daemon import VENV_BIN, Daemon, free_port, make_daemon
+from tests.support.daemon import VENV_BIN, Daemon, free_port, running_daemon
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def listening(shared_stack_dir: Path) -> Iterator[tuple[Daemon, int]]:
-    base = Path(tempfile.mkdtemp(prefix="dynod-it-"))
-    daemon = make_daemon(base, shared_stack_dir)
     port = free_port()
-    daemon.flags += ["--api-listen", f"127.0.0.1:{port}"]
-    try:
-        daemon.start()
+    flags = ["--api-listen", f"127.0.0.1:{port}"]
+    with running_daemon(shared_stack_dir, flags=flags) as daemon:
         yield daemon, port
-    finally:
-        daemon.destroy()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def tcp(

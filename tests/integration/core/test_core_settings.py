@@ -8,14 +8,13 @@ so the limit is reached in a test's time rather than in an hour.
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.daemon import EXAMPLE_APP, Daemon, make_daemon
+from tests.support.daemon import EXAMPLE_APP, Daemon, running_daemon
 
 pytestmark = pytest.mark.integration
 
@@ -35,17 +34,11 @@ pids = 600
 @pytest.fixture(scope="module")
 def live(shared_stack_dir: Path) -> Iterator[Daemon]:
     """A daemon whose app is deployed and serving, with no release phase yet."""
-    base = Path(tempfile.mkdtemp(prefix="dynod-release-"))
-    daemon = make_daemon(base, shared_stack_dir, SETTINGS)
-    try:
-        daemon.start()
+    with running_daemon(shared_stack_dir, SETTINGS) as daemon:
         daemon.ctl("apps:create", APP)
         daemon.ctl("deploy", "-a", APP, str(EXAMPLE_APP))
         daemon.wait_for(APP, "/", "Hello from web.1")
         yield daemon
-    finally:
-        daemon.destroy()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def with_release_command(tmp_path: Path, command: str, marker: str) -> Path:

@@ -20,7 +20,7 @@ from tests.integration.logs.logs_receivers import (
     make_certs,
     octet_frames,
 )
-from tests.support.daemon import REPO, Daemon, make_daemon
+from tests.support.daemon import REPO, Daemon, running_daemon
 
 pytestmark = pytest.mark.integration
 
@@ -43,21 +43,12 @@ def certs() -> Iterator[tuple[Certs, Certs]]:
 @pytest.fixture(scope="module")
 def daemon(shared_stack_dir: Path, certs: tuple[Certs, Certs]) -> Iterator[Daemon]:
     """A dynod that trusts the test CA and limits a dyno to RATE lines/s."""
-    base = Path(tempfile.mkdtemp(prefix="dynod-logs-"))
-    d = make_daemon(
-        base,
-        shared_stack_dir,
-        f'drain_ca_file = "{certs[0].ca}"\nlog_rate_lines = {RATE}\n',
-    )
-    try:
-        d.start()
+    settings = f'drain_ca_file = "{certs[0].ca}"\nlog_rate_lines = {RATE}\n'
+    with running_daemon(shared_stack_dir, settings, prefix="dynod-logs-") as d:
         d.ctl("apps:create", APP)
         d.ctl("deploy", "-a", APP, str(LOG_APP))
         d.wait_for(APP, "/log?tag=boot", "ok")
         yield d
-    finally:
-        d.destroy()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import re
-import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.daemon import REPO, VENV_BIN, Daemon, make_daemon
+from tests.support.daemon import REPO, VENV_BIN, Daemon, running_daemon
 
 pytestmark = pytest.mark.integration
 
@@ -29,17 +27,11 @@ L11 = re.compile(
 
 @pytest.fixture(scope="module")
 def daemon(shared_stack_dir: Path) -> Iterator[Daemon]:
-    base = Path(tempfile.mkdtemp(prefix="dynod-tails-"))
-    d = make_daemon(base, shared_stack_dir)
-    try:
-        d.start()
+    with running_daemon(shared_stack_dir, prefix="dynod-tails-") as d:
         d.ctl("apps:create", APP)
         d.ctl("deploy", "-a", APP, str(LOG_APP))
         d.wait_for(APP, "/log?tag=boot", "ok")
         yield d
-    finally:
-        d.destroy()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def _logs(d: Daemon, *args: str) -> list[str]:
