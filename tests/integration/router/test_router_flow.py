@@ -15,7 +15,7 @@ import hashlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,6 +67,17 @@ def _read_head(sock: socket.socket) -> tuple[bytes, bytes]:
         data += chunk
     head, _, rest = data.partition(b"\r\n\r\n")
     return head, rest
+
+
+def _answer_each(dyno: Dyno, answer: Callable[[socket.socket], None]) -> None:
+    """Run ``answer`` in a thread for every connection, until the test closes
+    the listener."""
+    try:
+        while True:
+            conn, _ = dyno.listener.accept()
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+    except OSError:
+        return
 
 
 def _serve_download(dyno: Dyno) -> None:
@@ -135,13 +146,7 @@ def _serve_closing(dyno: Dyno) -> None:
                 if size == BODY:
                     dyno.moved += len(part)
 
-    try:
-        while True:
-            conn, _ = dyno.listener.accept()
-            threading.Thread(target=answer, args=(conn,), daemon=True).start()
-    except OSError:
-        # The test is over: the listener was closed.
-        return
+    _answer_each(dyno, answer)
 
 
 def _serve_early(dyno: Dyno) -> None:
@@ -166,12 +171,7 @@ def _serve_early(dyno: Dyno) -> None:
             conn.shutdown(socket.SHUT_WR)
             dyno.resume.wait(30)
 
-    try:
-        while True:
-            conn, _ = dyno.listener.accept()
-            threading.Thread(target=answer, args=(conn,), daemon=True).start()
-    except OSError:
-        return
+    _answer_each(dyno, answer)
 
 
 @pytest.fixture
