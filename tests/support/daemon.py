@@ -130,6 +130,20 @@ class Daemon:
             time.sleep(0.1)
         pytest.fail(f"{app}{path} never answered with {text!r}; last body: {body!r}")
 
+    def logs(self, app: str, *args: str) -> list[str]:
+        """``dynoctl logs`` of ``app`` (with ``args``), one line each."""
+        return self.ctl("logs", "-a", app, *args).stdout.splitlines()
+
+    def wait_log(self, app: str, text: str, *args: str, timeout: float = 20) -> str:
+        """Poll the last 1500 lines until one holds ``text``; that line."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.logs(app, "-n", "1500", *args):
+                if text in line:
+                    return line
+            time.sleep(0.2)
+        pytest.fail(f"no log line with {text!r}; last: {self.logs(app, '-n', '20')}")
+
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [str(VENV_BIN / "dynod"), "serve", *self.flags],

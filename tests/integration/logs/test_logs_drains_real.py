@@ -61,20 +61,6 @@ def rsyslog(tmp_path: Path) -> Iterator[Rsyslog]:
         receiver.stop()
 
 
-def _logs(d: Daemon, *args: str) -> list[str]:
-    return d.ctl("logs", "-a", APP, *args).stdout.splitlines()
-
-
-def _wait_log(d: Daemon, text: str, *args: str, timeout: float = 20) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for line in _logs(d, "-n", "1500", *args):
-            if text in line:
-                return line
-        time.sleep(0.2)
-    pytest.fail(f"no log line with {text!r}; last: {_logs(d, '-n', '20')}")
-
-
 def _add_drain(d: Daemon, url: str) -> str:
     out = d.ctl("drains:add", "-a", APP, url).stdout
     token = out.strip().rsplit("(", 1)[1].rstrip(")")
@@ -84,14 +70,14 @@ def _add_drain(d: Daemon, url: str) -> str:
 
 def test_logs_app_router_and_platform_lines_share_one_stream(daemon: Daemon) -> None:
     daemon.get(APP, "/log?tag=stream&n=3")
-    _wait_log(daemon, "app[web.1]: stream 2")
-    lines = _logs(daemon, "-n", "1500")
+    daemon.wait_log(APP, "app[web.1]: stream 2")
+    lines = daemon.logs(APP, "-n", "1500")
     assert any("dynod[router]:" in x and 'path="/log' in x for x in lines)
     assert any("dynod[api]: Release v1 created by" in x for x in lines)
     assert [x.split(" ", 1)[1] for x in lines if ": stream " in x] == [
         f"app[web.1]: stream {i}" for i in range(3)
     ]
-    only_app = _logs(daemon, "-n", "1500", "-s", "app")
+    only_app = daemon.logs(APP, "-n", "1500", "-s", "app")
     assert only_app and all(" app[" in x for x in only_app)
 
 
@@ -145,7 +131,7 @@ def test_logs_tls_syslog_drain_verifies_the_certificate(
         daemon.get(APP, "/log?tag=tls&n=1")
         got = trusted.wait_for("tls 0")
         assert (got["pri"], got["hostname"], got["procid"]) == ("190", token, "web.1")
-        line = _wait_log(daemon, "Error L14", "-s", "dynod", "-d", "logs")
+        line = daemon.wait_log(APP, "Error L14", "-s", "dynod", "-d", "logs")
         assert line.endswith(
             f'dynod[logs]: Error L14 (certificate validation): error="{_reason(line)}"'
             f' uri="{bad_url}"'
@@ -223,15 +209,15 @@ def test_logs_flood_is_rate_limited_and_dynod_stays_responsive(
     daemon.ctl("ps", "-a", APP)
     assert time.monotonic() - started < 3
     daemon.get(APP, "/log?tag=calm&n=1")
-    _wait_log(daemon, "app[web.1]: calm 0", "-d", "web.1")
-    notice = _wait_log(daemon, "Error L12 (Log rate limit)", "-s", "dynod")
+    daemon.wait_log(APP, "app[web.1]: calm 0", "-d", "web.1")
+    notice = daemon.wait_log(APP, "Error L12 (Log rate limit)", "-s", "dynod")
     assert re.search(
         r"dynod\[run\.\d+\]: Error L12 \(Log rate limit\): \d+ lines", notice
     )
     assert f"may write {RATE} lines per second" in notice
     # What passed is at most the burst plus the rate over the flood, give or
     # take one read batch.
-    done = _wait_log(daemon, "flood done", "-p", "run", timeout=30)
+    done = daemon.wait_log(APP, "flood done", "-p", "run", timeout=30)
     written = int(done.rsplit(" ", 1)[1])
     app_id = daemon.ctl_json("apps:info", "-a", APP)["id"]
     history = b"".join(
@@ -313,7 +299,7 @@ def test_logs_stalled_drain_overflows_and_slows_no_other_drain(
             time.sleep(0.1)
 
         # The stalled drain drops and says so; the other one gets every line.
-        l10 = _wait_log(daemon, "Error L10", "-s", "dynod", "-d", "logs")
+        l10 = daemon.wait_log(APP, "Error L10", "-s", "dynod", "-d", "logs")
         assert re.search(
             r" dynod\[logs\]: Error L10 \(output buffer overflow\): \d+ messages "
             r"dropped since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00\.$",
@@ -360,10 +346,10 @@ def test_logs_history_and_drain_cursor_survive_a_restart(
         # The receiver goes away; lines pile up in the history only.
         receiver.stop()
         daemon.get(APP, "/log?tag=away&n=100")
-        _wait_log(daemon, "away 99")
+        daemon.wait_log(APP, "away 99")
         daemon.stop()
         daemon.start()
-        assert any("away 99" in x for x in _logs(daemon, "-n", "1500"))
+        assert any("away 99" in x for x in daemon.logs(APP, "-n", "1500"))
         # Back up: the drain resumes from its cursor and delivers every line.
         receiver.start()
         receiver.wait_for("away 99", timeout=30)

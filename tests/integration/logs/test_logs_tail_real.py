@@ -34,20 +34,6 @@ def daemon(shared_stack_dir: Path) -> Iterator[Daemon]:
         yield d
 
 
-def _logs(d: Daemon, *args: str) -> list[str]:
-    return d.ctl("logs", "-a", APP, *args).stdout.splitlines()
-
-
-def _wait_log(d: Daemon, text: str, *args: str, timeout: float = 20) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for line in _logs(d, "-n", "1500", *args):
-            if text in line:
-                return line
-        time.sleep(0.2)
-    pytest.fail(f"no log line with {text!r}; last: {_logs(d, '-n', '20')}")
-
-
 class Follower:
     """A running ``dynoctl logs -t``; its stdout is read line by line as it comes."""
 
@@ -174,14 +160,14 @@ def test_logs_slow_tail_client_is_told_exactly_what_it_missed(daemon: Daemon) ->
         # The client stops reading; the web dyno logs far more than the
         # tail's queue and the socket hold.
         daemon.get(APP, f"/log?tag={tag}&n={flood}")
-        _wait_log(daemon, f"{tag} {flood - 1}", "-p", "web")
+        daemon.wait_log(APP, f"{tag} {flood - 1}", "-p", "web")
 
         # Meanwhile the API answers and other dynos' lines go through.
         started = time.monotonic()
         daemon.ctl("ps", "-a", APP)
         assert time.monotonic() - started < 3
         daemon.ctl("run:detached", "-a", APP, "--", "python3", "-c", "print('other')")
-        _wait_log(daemon, "]: other", "-p", "run")
+        daemon.wait_log(APP, "]: other", "-p", "run")
 
         # Now it reads: the lines it got, with a notice where some went
         # missing; once the queue had room again, later lines may follow.
@@ -207,7 +193,7 @@ def test_logs_slow_tail_client_is_told_exactly_what_it_missed(daemon: Daemon) ->
         # Lines came in order, none twice, and every one not sent was counted.
         assert numbers == sorted(set(numbers))
         assert missed > 0 and len(numbers) + missed == flood
-        own = _logs(daemon, "-n", "1500", "-s", "dynod", "-p", "web")
+        own = daemon.logs(APP, "-n", "1500", "-s", "dynod", "-p", "web")
         assert not any("Error L12" in x for x in own)
 
         # The tail carries on after the notice.
